@@ -1,0 +1,1 @@
+"""Private implementation of trodo_trace. Import from ``trodo_trace`` instead."""

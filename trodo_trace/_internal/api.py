@@ -1,0 +1,403 @@
+"""The public tracing API (re-exported by ``trodo_trace``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from opentelemetry import trace as trace_api
+
+from . import runtime as runtime_mod
+from . import spans as S
+from .decorators import SpanSpec, record_error
+from .tracing import TRACER, RunOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+
+
+def init(
+    site_id: str | None = None,
+    endpoint: str | None = None,
+    *,
+    auto_events: bool = False,
+    batch_enabled: bool = True,
+    batch_size: int = 50,
+    batch_flush_interval_ms: int = 5000,
+    **options: Any,
+) -> None:
+    """Configure tracing for this process (optional: the first span configures from the environment).
+
+    With no ``endpoint`` (argument, ``TRODO_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) finished
+    spans go to the local store (``TRODO_STORE``, default ``./.trodo/trodo.db``).
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> trodo.init(service_name="support-bot", store_path="/tmp/trodo-doc.db")
+
+    Raises:
+        TypeError: an unknown option or an argument of the wrong type.
+        ValueError: a bad value, naming the argument (e.g. an endpoint that is not an http(s) URL).
+    """
+    arguments = dict(
+        options,
+        site_id=site_id,
+        endpoint=endpoint,
+        auto_events=auto_events,
+        batch_enabled=batch_enabled,
+        batch_size=batch_size,
+        batch_flush_interval_ms=batch_flush_interval_ms,
+    )
+    runtime_mod.init(arguments)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Deliver everything queued so far; ``True`` when it was all exported or stored in time."""
+    runtime = runtime_mod.current()
+    return True if runtime is None else runtime.flush(timeout)
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Flush (within ``timeout``), stop the workers and remove the exception hooks."""
+    runtime_mod.shutdown(timeout)
+
+
+def get_tracer() -> trace_api.Tracer:
+    """An OpenTelemetry tracer whose spans join the current trodo run.
+
+    Example:
+        >>> with trodo.get_tracer().start_as_current_span("parse") as span:
+        ...     span.set_attribute("rows", 3)
+    """
+    return TRACER
+
+
+def stats() -> dict[str, Any]:
+    """Counts of spans started, exported, spooled, rejected, dropped and failed; queue depth; last error."""
+    return runtime_mod.get().stats()
+
+
+def _helper(kind: str, name: Any, options: dict[str, Any]) -> Any:
+    if callable(name) and not isinstance(name, str):
+        return SpanSpec(kind)(name)
+    return SpanSpec(kind, name, **options)
+
+
+@overload
+def agent(name: F) -> F: ...
+@overload
+def agent(
+    name: str | None = None,
+    *,
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    sub_run: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> SpanSpec: ...
+def agent(
+    name: Any = None,
+    *,
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    sub_run: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Any:
+    """Trace an agent: a run when none is active, else an agent stage (``sub_run=True`` starts a
+    run whose ``parent_run_id`` is the current run).
+
+    Example:
+        >>> @trodo.agent("support-bot", distinct_id="user-42")
+        ... def answer(question: str) -> str:
+        ...     return "hi"
+    """
+    _check_optional_str("distinct_id", distinct_id)
+    _check_optional_str("conversation_id", conversation_id)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError("metadata must be a mapping")
+    if not isinstance(sub_run, bool):
+        raise TypeError("sub_run must be a bool")
+    run_options = RunOptions(
+        force=sub_run, distinct_id=distinct_id, conversation_id=conversation_id, metadata=metadata
+    )
+    if callable(name) and not isinstance(name, str):
+        return SpanSpec("agent", run_options=run_options)(name)
+    return SpanSpec(
+        "agent",
+        name,
+        run_options=run_options,
+        attributes=attributes,
+        capture_input=capture_input,
+        capture_output=capture_output,
+    )
+
+
+@overload
+def llm(name: F) -> F: ...
+@overload
+def llm(
+    name: str | None = None,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    temperature: float | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> SpanSpec: ...
+def llm(
+    name: Any = None,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    temperature: float | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Any:
+    """Trace an LLM call: model, provider, temperature, token usage and cost.
+
+    Token usage is read from OpenAI-, Anthropic-, Gemini- and LangChain-shaped return values, or set
+    with ``trodo.current_span().set_usage(...)``.
+
+    Example:
+        >>> @trodo.llm(model="gpt-4o-mini", provider="openai")
+        ... def complete(prompt: str) -> dict:
+        ...     return {"text": "ok", "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+    """
+    _check_optional_str("model", model)
+    _check_optional_str("provider", provider)
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+    ):
+        raise TypeError("temperature must be a number")
+    params = {
+        k: v
+        for k, v in (("model", model), ("provider", provider), ("temperature", temperature))
+        if v is not None
+    }
+    if callable(name) and not isinstance(name, str):
+        return SpanSpec("llm")(name)
+    return SpanSpec(
+        "llm",
+        name,
+        llm=params or None,
+        attributes=attributes,
+        capture_input=capture_input,
+        capture_output=capture_output,
+    )
+
+
+def _simple(kind: str, doc: str) -> Callable[..., Any]:
+    def helper(
+        name: Any = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        capture_input: bool = True,
+        capture_output: bool = True,
+    ) -> Any:
+        return _helper(
+            kind,
+            name,
+            {"attributes": attributes, "capture_input": capture_input, "capture_output": capture_output},
+        )
+
+    helper.__name__ = helper.__qualname__ = kind
+    helper.__doc__ = doc
+    return helper
+
+
+tool = _simple(
+    "tool",
+    """Trace a tool call (``trodo.tool.name``, ``gen_ai.tool.name``).
+
+    Example:
+        >>> @trodo.tool
+        ... def search(query: str) -> list[str]:
+        ...     return ["a", "b"]
+    """,
+)
+retrieval = _simple(
+    "retrieval",
+    """Trace a retrieval: the query as input, the returned documents as ``retrieval.documents.N.*``.
+
+    Example:
+        >>> @trodo.retrieval
+        ... def fetch(query: str) -> list[dict]:
+        ...     return [{"id": "doc-1", "content": "...", "score": 0.9}]
+    """,
+)
+chain = _simple(
+    "chain",
+    """Trace a step of a pipeline.
+
+    Example:
+        >>> @trodo.chain
+        ... def rewrite(question: str) -> str:
+        ...     return question.strip()
+    """,
+)
+function = _simple(
+    "function",
+    """Trace any function.
+
+    Example:
+        >>> @trodo.function
+        ... def parse(text: str) -> dict:
+        ...     return {"text": text}
+    """,
+)
+
+
+def trace(
+    name: Any = None,
+    kind: str = "function",
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Any:
+    """Trace with an explicit kind (``run``, ``agent``, ``llm``, ``tool``, ``retrieval``, ``chain``, ``function``).
+
+    Example:
+        >>> @trodo.trace("rank", kind="chain")
+        ... def rank(items: list[int]) -> list[int]:
+        ...     return sorted(items)
+    """
+    if kind == "run":
+        kind = "agent"
+    return _helper(
+        kind,
+        name,
+        {"attributes": attributes, "capture_input": capture_input, "capture_output": capture_output},
+    )
+
+
+def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] | None = None) -> SpanSpec:
+    """A span for a block of code: ``with trodo.with_span("load", kind="tool") as span: ...``.
+
+    Example:
+        >>> with trodo.with_span("load-config", kind="function", attributes={"path": "cfg.toml"}) as span:
+        ...     span.set_output({"ok": True})
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+    return SpanSpec("agent" if kind == "run" else kind, name, attributes=attributes)
+
+
+@overload
+def wrap_agent(
+    name: str,
+    fn: Callable[[S.Run], Awaitable[R]],
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    parent_run_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Awaitable[tuple[R, str]]: ...
+@overload
+def wrap_agent(
+    name: str,
+    fn: Callable[[S.Run], R],
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    parent_run_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> tuple[R, str]: ...
+def wrap_agent(
+    name: str,
+    fn: Callable[[S.Run], Any],
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    parent_run_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Run ``fn(run)`` as a new run and return ``(result, run_id)`` (awaitable when ``fn`` is async).
+
+    Inside another run the new run is a sub-run: its ``parent_run_id`` is the current run.
+
+    Example:
+        >>> result, run_id = trodo.wrap_agent("triage", lambda run: run.set_input("hi") or "done")
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    _check_optional_str("distinct_id", distinct_id)
+    _check_optional_str("conversation_id", conversation_id)
+    _check_optional_str("parent_run_id", parent_run_id)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError("metadata must be a mapping")
+    spec = SpanSpec(
+        "agent",
+        name,
+        run_options=RunOptions(
+            force=True,
+            distinct_id=distinct_id,
+            conversation_id=conversation_id,
+            parent_run_id=parent_run_id,
+            metadata=metadata,
+        ),
+    )
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
+
+        async def run_async() -> tuple[Any, str]:
+            with spec as span:
+                run = span.run
+                result = await fn(run)
+                _set_result(span, result)
+            return result, run.run_id
+
+        return run_async()
+    with spec as span:
+        run = span.run
+        result = fn(run)
+        _set_result(span, result)
+    return result, run.run_id
+
+
+def _set_result(span: S.TrodoSpan, result: Any) -> None:
+    if "output.value" not in span.attributes:
+        span.set_output(result)
+
+
+def current_run() -> S.Run | None:
+    """The run the current code is part of (``None`` outside any run).
+
+    Example:
+        >>> run = trodo.current_run()
+        >>> run.set_metadata(plan="pro") if run else None
+    """
+    run = S.run_from_context()
+    return run if isinstance(run, S.Run) else None
+
+
+def current_span() -> S.TrodoSpan | None:
+    """The current trodo span (``None`` outside any traced code).
+
+    Example:
+        >>> span = trodo.current_span()
+        >>> span.set_usage(input_tokens=10, output_tokens=2) if span else None
+    """
+    return S.span_from_context()
+
+
+def last_run() -> S.Run | None:
+    """This process's most recent finished run."""
+    runtime = runtime_mod.current()
+    return None if runtime is None else runtime.last_run
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if value == "":
+        raise ValueError(f"{name} must not be empty")
+
+
+__all__ = ["record_error"]

@@ -1,0 +1,278 @@
+"""Configuration: one table of options, read in one place.
+
+Precedence: argument > ``TRODO_*`` variable > standard ``OTEL_*`` variable > default.
+Bad arguments raise ``ValueError``/``TypeError`` naming the argument; bad environment
+values warn once and fall back to the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+logger = logging.getLogger("trodo_trace")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
+def _parse_int(minimum: int) -> Callable[[Any, str], int]:
+    def parse(value: Any, name: str) -> int:
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        if number < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+def _parse_str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _parse_endpoint(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL string, got {type(value).__name__}")
+    parsed = urlparse(value.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{name} must be an http(s) URL such as http://127.0.0.1:4318, got {value!r}")
+    return value.strip().rstrip("/")
+
+
+def _parse_protocol(value: Any, name: str) -> str:
+    text = _parse_str(value, name).strip().lower()
+    if text in ("http/protobuf", "http"):
+        return "http/protobuf"
+    if text == "grpc":
+        return "grpc"
+    raise ValueError(f"{name} must be 'http/protobuf' or 'grpc', got {value!r}")
+
+
+def _parse_headers(value: Any, name: str) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k).strip().lower(): str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        from urllib.parse import unquote
+
+        headers: dict[str, str] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(f"{name}: header entry without '=': {part.split(':')[0]!r}")
+            key, _, val = part.partition("=")
+            headers[unquote(key).strip().lower()] = unquote(val).strip()
+        return headers
+    raise TypeError(f"{name} must be a mapping or 'k=v,k2=v2' text, got {type(value).__name__}")
+
+
+def _parse_callable_or_none(value: Any, name: str) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+    return value
+
+
+def _parse_any(value: Any, name: str) -> Any:
+    return value
+
+
+def _parse_pricing(value: Any, name: str) -> Any:
+    if value is None or isinstance(value, (Mapping, str, os.PathLike)):
+        return value
+    raise TypeError(f"{name} must be a mapping of model prices or a path to a JSON file")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option: its argument name, environment variables and default."""
+
+    name: str
+    env: tuple[str, ...]
+    default: Any
+    parse: Callable[[Any, str], Any]
+    doc: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "site_id", ("TRODO_SITE_ID",), None, _parse_str, "Site id sent as x-trodo-site-id and trodo.site_id."
+    ),
+    Option(
+        "endpoint",
+        ("TRODO_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        None,
+        _parse_endpoint,
+        "OTLP base endpoint; unset means the local store.",
+    ),
+    Option(
+        "traces_endpoint",
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",),
+        None,
+        _parse_endpoint,
+        "Signal endpoint for spans, used as is.",
+    ),
+    Option(
+        "logs_endpoint",
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",),
+        None,
+        _parse_endpoint,
+        "Signal endpoint for events, used as is.",
+    ),
+    Option(
+        "protocol",
+        ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+        "http/protobuf",
+        _parse_protocol,
+        "http/protobuf or grpc.",
+    ),
+    Option("headers", ("OTEL_EXPORTER_OTLP_HEADERS",), None, _parse_headers, "Extra export headers."),
+    Option("service_name", ("OTEL_SERVICE_NAME",), None, _parse_str, "Resource service.name."),
+    Option("store_path", ("TRODO_STORE",), None, _parse_str, "Local store path (default ./.trodo/trodo.db)."),
+    Option("enabled", ("TRODO_ENABLED",), True, _parse_bool, "False turns tracing into no-ops."),
+    Option(
+        "capture_content",
+        ("TRODO_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+        True,
+        _parse_bool,
+        "False sends structure, timing, tokens and cost but no inputs/outputs.",
+    ),
+    Option(
+        "max_value_length",
+        ("TRODO_MAX_VALUE_LENGTH",),
+        32768,
+        _parse_int(256),
+        "Captured values are cut at this many characters, with a marker.",
+    ),
+    Option("redact_secrets", ("TRODO_REDACT_SECRETS",), True, _parse_bool, "Redact API keys and tokens."),
+    Option("mask", (), None, _parse_callable_or_none, "Callable applied to every captured value."),
+    Option("pricing", (), None, _parse_pricing, "Model price overrides (mapping or JSON path)."),
+    Option("tracer_provider", (), None, _parse_any, "Existing TracerProvider for dual export."),
+    Option("auto_events", (), False, _parse_bool, "Report uncaught exceptions as server_error events."),
+    Option("batch_enabled", ("TRODO_BATCH_ENABLED",), True, _parse_bool, "Batch product events."),
+    Option("batch_size", ("TRODO_BATCH_SIZE",), 50, _parse_int(1), "Events per batch."),
+    Option(
+        "batch_flush_interval_ms",
+        ("TRODO_BATCH_FLUSH_INTERVAL_MS",),
+        5000,
+        _parse_int(1),
+        "Event batch interval.",
+    ),
+    Option(
+        "propagate_threads",
+        ("TRODO_PROPAGATE_THREADS",),
+        True,
+        _parse_bool,
+        "Carry the current span into threads started inside it.",
+    ),
+    Option(
+        "schedule_delay_ms",
+        ("OTEL_BSP_SCHEDULE_DELAY",),
+        1000,
+        _parse_int(1),
+        "Span export interval.",
+    ),
+    Option(
+        "max_export_batch_size",
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+        512,
+        _parse_int(1),
+        "Spans per export request.",
+    ),
+    Option(
+        "max_queue_size",
+        ("OTEL_BSP_MAX_QUEUE_SIZE",),
+        65536,
+        _parse_int(1),
+        "In-memory span queue; past it spans go to the disk spool.",
+    ),
+    Option(
+        "export_timeout_ms",
+        ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        30000,
+        _parse_int(1),
+        "Deadline for one whole export.",
+    ),
+    Option(
+        "spool_max_bytes",
+        ("TRODO_SPOOL_MAX_BYTES",),
+        256 * 1024 * 1024,
+        _parse_int(0),
+        "Disk spool cap.",
+    ),
+)
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved configuration. Build with :func:`resolve`."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_warned_env: set[str] = set()
+
+
+def _from_env(option: Option, environ: Mapping[str, str]) -> tuple[bool, Any]:
+    for var in option.env:
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            return True, option.parse(raw, var)
+        except (TypeError, ValueError) as exc:
+            if var not in _warned_env:
+                _warned_env.add(var)
+                warnings.warn(f"trodo_trace: ignoring {var}: {exc}", RuntimeWarning, stacklevel=4)
+    return False, None
+
+
+def resolve(arguments: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve every option from arguments, then the environment, then defaults.
+
+    Raises:
+        TypeError: an unknown option name, or an argument of the wrong type.
+        ValueError: an argument with a bad value.
+    """
+    arguments = dict(arguments or {})
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(arguments) - set(_BY_NAME))
+    if unknown:
+        raise TypeError(f"init() got unknown option(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.name in arguments and arguments[option.name] is not None:
+            values[option.name] = option.parse(arguments[option.name], option.name)
+            continue
+        found, value = _from_env(option, environ)
+        values[option.name] = value if found else option.default
+    return Config(values)

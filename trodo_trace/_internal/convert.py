@@ -1,0 +1,82 @@
+"""Turning finished :class:`TrodoSpan` objects into the SDK's ``ReadableSpan`` (export thread only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from .serialize import to_json
+from .spans import TrodoSpan
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SCALARS = (str, bool, int, float)
+_OK = Status(StatusCode.OK)
+_UNSET = Status(StatusCode.UNSET)
+
+
+def clean_value(value: Any) -> Any:
+    """An OpenTelemetry attribute value for ``value``: scalars as they are, homogeneous lists as
+    tuples, everything else as JSON text. ``None`` means drop the attribute."""
+    if value is None:
+        return None
+    if isinstance(value, _SCALARS):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return str(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return ()
+        first = type(value[0])
+        if first in (str, bool, int, float) and all(type(item) is first for item in value):
+            return tuple(value)
+        return to_json(value)
+    return to_json(value)
+
+
+def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned = {}
+    for key, value in attributes.items():
+        value = clean_value(value)
+        if value is not None:
+            cleaned[str(key)] = value
+    return cleaned
+
+
+def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
+    """The SDK span for one of ours, with validated attributes."""
+    parent = None
+    if span.parent_span_id is not None:
+        parent = SpanContext(span.trace_id, span.parent_span_id, span.parent_remote, _SAMPLED)
+    if span.status_code is StatusCode.ERROR:
+        status = Status(StatusCode.ERROR, span.status_message)
+    elif span.status_code is StatusCode.OK:
+        status = _OK
+    else:
+        status = _UNSET
+    events = ()
+    if span.events:
+        events = tuple(
+            Event(name, clean_attributes(attributes), timestamp)
+            for name, timestamp, attributes in span.events
+        )
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=parent,
+        resource=resource,
+        attributes=clean_attributes(span.attributes),
+        events=events,
+        links=tuple(span.links or ()),
+        kind=trace_api.SpanKind.INTERNAL,
+        status=status,
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+        instrumentation_scope=scope,
+    )

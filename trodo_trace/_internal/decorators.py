@@ -1,0 +1,469 @@
+"""One factory for every kind's decorator and context manager.
+
+``@trodo.tool`` / ``@trodo.tool("name", ...)`` wrap sync, async, generator and async-generator
+functions (each with its own wrapper) and methods; ``with trodo.tool("name") as span`` opens a span
+for a block. The user's exceptions are recorded and re-raised untouched; SDK failures are logged
+once and the user's call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
+
+from . import attrs as A
+from . import runtime as runtime_mod
+from . import spans as S
+from .errors import internal_error
+from .extract import extract_documents, extract_response_model, extract_usage
+from .tracing import RunOptions, check_kind, start_span
+
+_attach = otel_context.attach
+_detach = otel_context.detach
+_set_span = trace_api.set_span_in_context
+GENERATOR_ITEM_LIMIT = 100
+_LLM_PARAMS = ("model", "provider", "temperature")
+
+
+class _Signature:
+    """What the wrapper needs to capture arguments by name, computed once per function."""
+
+    __slots__ = ("defaults", "params", "skip_first", "varargs")
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.params: tuple[str, ...] = ()
+        self.varargs: str | None = None
+        self.skip_first = False
+        self.defaults: dict[str, Any] = {}
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return
+        params = []
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+                params.append(parameter.name)
+            elif parameter.kind is parameter.VAR_POSITIONAL:
+                self.varargs = parameter.name
+            if parameter.name in _LLM_PARAMS and parameter.default is not parameter.empty:
+                self.defaults[parameter.name] = parameter.default
+        self.params = tuple(params)
+        self.skip_first = bool(params) and params[0] in ("self", "cls")
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = self.params
+        bound = dict(zip(params, args, strict=False))
+        if self.skip_first and bound:
+            del bound[params[0]]
+        if len(args) > len(params):
+            bound[self.varargs or "args"] = args[len(params) :]
+        if kwargs:
+            bound.update(kwargs)
+        return bound
+
+
+class SpanSpec:
+    """A kind plus its options: a decorator for functions and a (sync or async) context manager."""
+
+    __slots__ = (
+        "_active",
+        "attributes",
+        "capture_input",
+        "capture_output",
+        "kind",
+        "llm",
+        "name",
+        "run_options",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        run_options: RunOptions | None = None,
+        llm: dict[str, Any] | None = None,
+        capture_input: bool = True,
+        capture_output: bool = True,
+    ):
+        self.kind = check_kind(kind)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        if name == "":
+            raise ValueError("name must not be empty")
+        if attributes is not None and not isinstance(attributes, Mapping):
+            raise TypeError("attributes must be a mapping")
+        self.name = name
+        self.attributes = dict(attributes) if attributes else None
+        self.run_options = run_options
+        self.llm = llm
+        self.capture_input = capture_input
+        self.capture_output = capture_output
+        self._active: ContextVar[tuple[tuple[S.TrodoSpan, object], ...]] | None = None
+
+    # -- span lifecycle shared by every form -------------------------------------------------
+    def _start(self, name: str) -> S.TrodoSpan:
+        attributes = self.attributes
+        if self.kind == "tool":
+            attributes = {
+                **(attributes or {}),
+                A.TOOL_NAME: name,
+                A.GEN_AI_TOOL_NAME: name,
+                A.OI_TOOL_NAME: name,
+            }
+        elif self.kind == "llm":
+            attributes = {**(attributes or {}), A.GEN_AI_OPERATION: "chat"}
+            if self.llm:
+                _write_llm_params(attributes, self.llm)
+        return start_span(name, self.kind, attributes, self.run_options)
+
+    def _finish_ok(self, span: S.TrodoSpan, result: Any) -> None:
+        attributes = span.attributes
+        if self.capture_output and A.OUTPUT_VALUE not in attributes:
+            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, result)
+        kind = self.kind
+        if kind == "llm":
+            record_llm_result(span, result)
+        elif kind == "retrieval":
+            record_documents(span, result)
+
+    # -- decorator ---------------------------------------------------------------------------
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if isinstance(fn, (staticmethod, classmethod)):
+            return type(fn)(self(fn.__func__))
+        if not callable(fn):
+            raise TypeError(f"@trodo.{self.kind} decorates functions, got {type(fn).__name__}")
+        return _wrap(self, fn)
+
+    # -- context manager ---------------------------------------------------------------------
+    def __enter__(self) -> S.TrodoSpan:
+        span = self._start(self.name or self.kind)
+        token = _attach(_set_span(span))
+        if self._active is None:
+            self._active = ContextVar("trodo_active_spec", default=())
+        self._active.set((*self._active.get(), (span, token)))
+        return span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        assert self._active is not None
+        stack = self._active.get()
+        if not stack:
+            return
+        span, token = stack[-1]
+        self._active.set(stack[:-1])
+        try:
+            if exc is not None:
+                record_error(span, exc)
+        finally:
+            _detach(token)  # type: ignore[arg-type]
+            span.end()
+
+    async def __aenter__(self) -> S.TrodoSpan:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def _write_llm_params(attributes: dict[str, Any], params: Mapping[str, Any]) -> None:
+    model = params.get("model")
+    if isinstance(model, str) and model:
+        A.write_model(
+            attributes, model, params.get("provider") if isinstance(params.get("provider"), str) else None
+        )
+    elif isinstance(params.get("provider"), str):
+        attributes[A.PROVIDER] = attributes[A.OI_PROVIDER] = params["provider"]
+    temperature = params.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        attributes[A.TEMPERATURE] = float(temperature)
+
+
+def record_error(span: S.TrodoSpan, exc: BaseException) -> None:
+    """Record the user's exception (a cancellation is marked as such; ``GeneratorExit`` is not an error)."""
+    try:
+        if isinstance(exc, GeneratorExit):
+            span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+            return
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            span.attributes[A.CANCELLED] = True
+        span.record_error(exc)
+    except Exception:
+        internal_error("record error")
+
+
+def record_llm_result(span: S.TrodoSpan, result: Any) -> None:
+    attributes = span.attributes
+    if A.USAGE_INPUT not in attributes and A.USAGE_OUTPUT not in attributes:
+        usage = extract_usage(result)
+        if usage is not None:
+            A.write_usage(attributes, *usage)
+    model = extract_response_model(result)
+    if model:
+        attributes[A.RESPONSE_MODEL] = model
+        if A.REQUEST_MODEL not in attributes:
+            A.write_model(attributes, model, None)
+
+
+def record_documents(span: S.TrodoSpan, result: Any) -> None:
+    documents = extract_documents(result)
+    if documents is None:
+        return
+    attributes = span.attributes
+    attributes[A.RETRIEVAL_COUNT] = len(documents)
+    if not S.RUNTIME.capture_content:
+        for index, document in enumerate(documents):
+            if document.id is not None:
+                attributes[A.RETRIEVAL_DOC.format(index, "id")] = document.id
+        return
+    limit = S.RUNTIME.max_value_length
+    for index, document in enumerate(documents):
+        if document.id is not None:
+            attributes[A.RETRIEVAL_DOC.format(index, "id")] = document.id
+        if document.content is not None:
+            content = document.content
+            if len(content) > limit:
+                content = content[:limit] + f"…[truncated: {len(content)} chars total]"
+            attributes[A.RETRIEVAL_DOC.format(index, "content")] = content
+        if document.score is not None:
+            attributes[A.RETRIEVAL_DOC.format(index, "score")] = document.score
+
+
+def _enter(
+    spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> S.TrodoSpan | None:
+    """Start the span of one call; ``None`` when tracing is off or the SDK failed (the call goes on)."""
+    try:
+        runtime = S.RUNTIME or runtime_mod.get()
+        if not runtime.enabled:
+            return None
+        return _start_call(spec, name, signature, args, kwargs)
+    except Exception:
+        internal_error("span start")
+        return None
+
+
+def _start_call(
+    spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> S.TrodoSpan:
+    span = spec._start(name)
+    if spec.capture_input or spec.kind == "llm":
+        bound = signature.bind(args, kwargs)
+        if spec.kind == "llm":
+            params = {**signature.defaults, **{k: bound[k] for k in _LLM_PARAMS if k in bound}}
+            if params:
+                params = {k: v for k, v in params.items() if k not in (spec.llm or {}) or v is not None}
+                _write_llm_params(span.attributes, {**(spec.llm or {}), **params})
+        if spec.capture_input:
+            S.RUNTIME.capture(span, A.INPUT_VALUE, A.INPUT_MIME, bound)
+    return span
+
+
+def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
+    name = spec.name or getattr(fn, "__name__", None) or spec.kind
+    signature = _Signature(fn)
+
+    if inspect.isasyncgenfunction(fn):
+
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = _GeneratorState.begin(spec, name, signature, args, kwargs)
+            agen = fn(*args, **kwargs)
+            if state is None:
+                async for item in agen:
+                    yield item
+                return
+            method, value = agen.asend, None
+            while True:
+                token = _attach(state.ctx)
+                try:
+                    item = await method(value)
+                except StopAsyncIteration:
+                    state.finish(None)
+                    return
+                except BaseException as exc:
+                    state.fail(exc)
+                    raise
+                finally:
+                    _detach(token)
+                state.item(item)
+                try:
+                    value = yield item
+                    method = agen.asend
+                except GeneratorExit:
+                    state.close_early()
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    method, value = agen.athrow, exc
+
+        wrapper: Callable[..., Any] = async_gen_wrapper
+
+    elif inspect.iscoroutinefunction(fn):
+
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = _enter(spec, name, signature, args, kwargs)
+            if span is None:
+                return await fn(*args, **kwargs)
+            token = _attach(_set_span(span))
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                _detach(token)
+                record_error(span, exc)
+                span.end()
+                raise
+            _detach(token)
+            _finish(spec, span, result)
+            return result
+
+        wrapper = async_wrapper
+
+    elif inspect.isgeneratorfunction(fn):
+
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = _GeneratorState.begin(spec, name, signature, args, kwargs)
+            gen = fn(*args, **kwargs)
+            if state is None:
+                return (yield from gen)
+            method, value = gen.send, None
+            while True:
+                token = _attach(state.ctx)
+                try:
+                    item = method(value)
+                except StopIteration as stop:
+                    state.finish(stop.value)
+                    return stop.value
+                except BaseException as exc:
+                    state.fail(exc)
+                    raise
+                finally:
+                    _detach(token)
+                state.item(item)
+                try:
+                    value = yield item
+                    method = gen.send
+                except GeneratorExit:
+                    state.close_early()
+                    gen.close()
+                    raise
+                except BaseException as exc:
+                    method, value = gen.throw, exc
+
+        wrapper = gen_wrapper
+
+    else:
+
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = _enter(spec, name, signature, args, kwargs)
+            if span is None:
+                return fn(*args, **kwargs)
+            token = _attach(_set_span(span))
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                _detach(token)
+                record_error(span, exc)
+                span.end()
+                raise
+            _detach(token)
+            _finish(spec, span, result)
+            return result
+
+        wrapper = sync_wrapper
+
+    functools.update_wrapper(wrapper, fn)
+    wrapper.__trodo_kind__ = spec.kind  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _finish(spec: SpanSpec, span: S.TrodoSpan, result: Any) -> None:
+    try:
+        spec._finish_ok(span, result)
+    except Exception:
+        internal_error("span finish")
+    span.end()
+
+
+class _GeneratorState:
+    """A generator's span: open from the first step until exhausted, closed or abandoned."""
+
+    __slots__ = ("ctx", "first_ns", "items", "more", "span", "spec")
+
+    def __init__(self, spec: SpanSpec, span: S.TrodoSpan):
+        self.spec = spec
+        self.span = span
+        self.ctx = _set_span(span)
+        self.items: list[Any] = []
+        self.more = 0
+        self.first_ns: int | None = None
+
+    @classmethod
+    def begin(
+        cls, spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> _GeneratorState | None:
+        span = _enter(spec, name, signature, args, kwargs)
+        return None if span is None else cls(spec, span)
+
+    def item(self, item: Any) -> None:
+        if self.first_ns is None:
+            self.first_ns = S.now_ns()
+            if self.spec.kind == "llm":
+                self.span.attributes[A.TTFT_MS] = round((self.first_ns - self.span.start_ns) / 1e6, 3)
+        if len(self.items) < GENERATOR_ITEM_LIMIT:
+            self.items.append(item)
+        else:
+            self.more += 1
+
+    def _output(self) -> Any:
+        items = self.items
+        if items and all(isinstance(item, str) for item in items) and not self.more:
+            return "".join(items)
+        if self.more:
+            return [*items, f"…[+{self.more} more items]"]
+        return items
+
+    def _record(self) -> None:
+        spec, span = self.spec, self.span
+        attributes = span.attributes
+        attributes[A.GENERATOR_ITEMS] = len(self.items) + self.more
+        if spec.capture_output and A.OUTPUT_VALUE not in attributes:
+            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, self._output())
+        if spec.kind == "llm":
+            for item in reversed(self.items):
+                if extract_usage(item) is not None or extract_response_model(item):
+                    record_llm_result(span, item)
+                    break
+        elif spec.kind == "retrieval":
+            record_documents(span, self.items)
+
+    def finish(self, value: Any) -> None:
+        try:
+            self._record()
+        except Exception:
+            internal_error("generator finish")
+        self.span.end()
+
+    def fail(self, exc: BaseException) -> None:
+        try:
+            self._record()
+        except Exception:
+            internal_error("generator finish")
+        record_error(self.span, exc)
+        self.span.end()
+
+    def close_early(self) -> None:
+        try:
+            self.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+            self._record()
+        except Exception:
+            internal_error("generator close")
+        self.span.end()

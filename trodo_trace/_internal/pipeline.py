@@ -1,0 +1,187 @@
+"""The export pipeline: an O(1) hand-off on the application thread, one worker thread behind it.
+
+``submit`` appends to a deque (no lock, no I/O) and wakes the worker only when a batch is full.
+The worker converts and exports in batches by size and interval; ``flush`` and ``shutdown`` wait
+for it with a deadline, never longer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from .errors import internal_error, log_once
+
+logger = logging.getLogger("trodo_trace")
+
+
+def counter_value(counter: itertools.count) -> int:
+    """Read an ``itertools.count`` without advancing it (``next`` on it is atomic under the GIL)."""
+    return counter.__reduce__()[1][0]  # type: ignore[index]
+
+
+class Pipeline:
+    """Queue + worker for one exporter."""
+
+    def __init__(
+        self,
+        export: Callable[[Sequence[Any]], Any],
+        *,
+        convert: Callable[[list[Any]], list[Any]] = list,
+        batch_size: int = 512,
+        interval_s: float = 1.0,
+        max_queue: int = 65536,
+        overflow: Callable[[Any], bool] | None = None,
+        on_shutdown: Callable[[], None] | None = None,
+        name: str = "trodo-export",
+    ):
+        self._export = export
+        self._convert = convert
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._max_queue = max_queue
+        self._overflow = overflow
+        self._on_shutdown = on_shutdown
+        self._name = name
+        self._reset()
+
+    def _reset(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._done = threading.Condition(threading.Lock())
+        self._submitted = itertools.count()
+        self._dropped = itertools.count()
+        self._overflowed = itertools.count()
+        self._processed = 0
+        self.exported = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stopping = False
+        self._stopped = False
+
+    def after_fork_in_child(self) -> None:
+        """The parent exports what it had queued; the child starts empty with a new worker."""
+        self._reset()
+
+    # -- application thread ------------------------------------------------------------------
+    def submit(self, item: Any) -> None:
+        queue = self._queue
+        if len(queue) >= self._max_queue or self._stopped:
+            next(self._overflowed)
+            if self._overflow is None or not self._overflow(item):
+                next(self._dropped)
+                log_once(
+                    "queue-full:" + self._name,
+                    "trodo_trace: export queue full (%d); items are being dropped",
+                    self._max_queue,
+                )
+            return
+        queue.append(item)
+        next(self._submitted)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            thread.start()
+            self._thread = thread
+
+    # -- worker ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            self._drain()
+            if self._stopping and not self._queue:
+                break
+        if self._on_shutdown is not None:
+            try:
+                self._on_shutdown()
+            except Exception:
+                internal_error("exporter shutdown")
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = []
+            popleft = queue.popleft
+            try:
+                while len(batch) < self._batch_size:
+                    batch.append(popleft())
+            except IndexError:
+                pass
+            ok = False
+            try:
+                result = self._export(self._convert(batch))
+                ok = result is None or result is True or result == SpanExportResult.SUCCESS
+                if not ok:
+                    self.last_error = getattr(result, "name", str(result))
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log_once("export-exc:" + self._name, "trodo_trace: export failed: %s", self.last_error)
+            with self._done:
+                if ok:
+                    self.exported += len(batch)
+                else:
+                    self.failed += len(batch)
+                self._processed += len(batch)
+                self._done.notify_all()
+
+    # -- control -----------------------------------------------------------------------------
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything submitted so far is processed; ``True`` if it was all exported."""
+        target = counter_value(self._submitted)
+        failed_before = self.failed
+        if self._thread is None:
+            if target == 0:
+                return True
+            self._start()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._wake.set()
+        with self._done:
+            while self._processed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done.wait(min(remaining, 0.05))
+                self._wake.set()
+        return self.failed == failed_before
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush within ``timeout``, then stop the worker (without waiting past the deadline)."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        flushed = self.flush(timeout)
+        self._stopping = True
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        elif thread is None and self._on_shutdown is not None:
+            self._on_shutdown()
+        return flushed
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "queued": counter_value(self._submitted),
+            "exported": self.exported,
+            "failed": self.failed,
+            "overflowed": counter_value(self._overflowed),
+            "dropped": counter_value(self._dropped),
+            "queue_depth": len(self._queue),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,233 @@
+"""Plain-text rendering of stored runs and spans (no third-party dependencies)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+_BRANCH = "├─ "
+_LAST = "└─ "
+_PIPE = "│  "
+_SPACE = "   "
+_MAX_CELL = 32
+_MAX_ERROR = 200
+
+
+def format_time(ns: int | None, *, precise: bool = True) -> str:
+    """UTC ISO time for a nanosecond timestamp, or ``-``."""
+    if ns is None:
+        return "-"
+    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+    if precise:
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(ms: float | None) -> str:
+    """``123.4 ms`` below one second, ``12.35 s`` above; ``-`` when unknown."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    return f"{ms / 1000:.2f} s"
+
+
+def format_cost(cost: float | None) -> str:
+    """``$0.001234`` style, ``-`` when unknown."""
+    if cost is None:
+        return "-"
+    return f"${cost:.6f}"
+
+
+def format_tokens(tokens_in: Any, tokens_out: Any) -> str:
+    """``120→45``; ``-`` when both are unknown."""
+    if tokens_in is None and tokens_out is None:
+        return "-"
+    left = "?" if tokens_in is None else str(tokens_in)
+    right = "?" if tokens_out is None else str(tokens_out)
+    return f"{left}→{right}"
+
+
+def _one_line(text: Any, limit: int = _MAX_ERROR) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return _one_line(value, _MAX_CELL)
+
+
+def _span_duration(span: Mapping[str, Any]) -> float | None:
+    if span.get("duration_ms") is not None:
+        return span["duration_ms"]
+    start, end = span.get("start_ns"), span.get("end_ns")
+    if start is None or end is None:
+        return None
+    return (end - start) / 1e6
+
+
+def span_error(span: Mapping[str, Any]) -> str | None:
+    """``ValueError: message`` for an error span, else None."""
+    if span.get("status") != "error":
+        return None
+    attrs = span.get("attributes") or {}
+    err_type = span.get("error_type") or attrs.get("error.type")
+    message = None
+    for event in span.get("events") or ():
+        if event.get("name") == "exception":
+            ev_attrs = event.get("attributes") or {}
+            err_type = err_type or ev_attrs.get("exception.type")
+            message = ev_attrs.get("exception.message")
+            break
+    message = message or span.get("status_message")
+    if message and err_type and str(message).startswith(f"{err_type}: "):
+        message = str(message)[len(err_type) + 2 :]
+    parts = [str(part) for part in (err_type, message) if part]
+    return _one_line(": ".join(parts)) if parts else ""
+
+
+def format_span_line(span: Mapping[str, Any]) -> str:
+    """``[kind] name  123.4 ms  tokens 120→45  $0.000123  ERROR ValueError: message``."""
+    attrs = span.get("attributes") or {}
+    parts = [f"[{span.get('kind') or 'span'}] {span.get('name') or '?'}"]
+    parts.append(format_duration(_span_duration(span)))
+    tokens_in = attrs.get("gen_ai.usage.input_tokens")
+    tokens_out = attrs.get("gen_ai.usage.output_tokens")
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(f"tokens {format_tokens(tokens_in, tokens_out)}")
+    cost = attrs.get("trodo.llm.cost")
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        parts.append(format_cost(float(cost)))
+    error = span_error(span)
+    if error is not None:
+        parts.append(f"ERROR {error}".rstrip())
+    return "  ".join(parts)
+
+
+def _tree_lines(spans: Sequence[Mapping[str, Any]]) -> list[str]:
+    ordered = sorted(spans, key=lambda s: (s.get("start_ns") or 0, str(s.get("span_id"))))
+    ids = {span.get("span_id") for span in ordered}
+    children: dict[Any, list[Mapping[str, Any]]] = {}
+    roots: list[Mapping[str, Any]] = []
+    for span in ordered:
+        parent = span.get("parent_span_id")
+        if parent is not None and parent in ids and parent != span.get("span_id"):
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+
+    lines: list[str] = []
+    seen: set[Any] = set()
+
+    def walk(top: Mapping[str, Any]) -> None:
+        # Iterative depth-first walk: (span, prefix for its line, prefix for its children).
+        stack: list[tuple[Mapping[str, Any], str, str]] = [(top, "", "")]
+        while stack:
+            span, line_prefix, child_prefix = stack.pop()
+            key = span.get("span_id")
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(line_prefix + format_span_line(span))
+            kids = [kid for kid in children.get(key, ()) if kid.get("span_id") not in seen]
+            for index in range(len(kids) - 1, -1, -1):
+                last = index == len(kids) - 1
+                stack.append(
+                    (
+                        kids[index],
+                        child_prefix + (_LAST if last else _BRANCH),
+                        child_prefix + (_SPACE if last else _PIPE),
+                    )
+                )
+
+    for root in roots:
+        walk(root)
+    # Spans caught in a parent cycle are never reached from a root; show them at top level.
+    for span in ordered:
+        if span.get("span_id") not in seen:
+            walk(span)
+    return lines
+
+
+def _run_brief(run: Mapping[str, Any]) -> str:
+    return "  ".join(
+        str(part) for part in (run.get("run_id"), run.get("name") or "-", run.get("status") or "-")
+    )
+
+
+def format_run_tree(
+    run: Mapping[str, Any],
+    spans: Sequence[Mapping[str, Any]],
+    sub_runs: Iterable[Mapping[str, Any]] = (),
+    parent_run: Mapping[str, Any] | None = None,
+) -> str:
+    """A run header, its span tree, then its parent run and sub-runs."""
+    status = run.get("status") or "-"
+    lines = [
+        f"Run {run.get('run_id')}  {run.get('name') or '-'}  [{status.upper()}]",
+        f"  user: {run.get('distinct_id') or '-'}   conversation: {run.get('conversation_id') or '-'}",
+        f"  started: {format_time(run.get('start_ns'))}   duration: {format_duration(run.get('duration_ms'))}",
+        f"  tokens: {run.get('tokens_in') if run.get('tokens_in') is not None else '-'} in"
+        f" / {run.get('tokens_out') if run.get('tokens_out') is not None else '-'} out"
+        f"   cost: {format_cost(run.get('cost'))}",
+        f"  spans: {_cell(run.get('span_count'))}   tools: {_cell(run.get('tool_count'))}"
+        f"   errors: {_cell(run.get('error_count'))}",
+    ]
+    if run.get("error_summary"):
+        lines.append(f"  error: {_one_line(run['error_summary'])}")
+    lines.append("")
+    tree = _tree_lines(spans)
+    lines.extend(tree if tree else ["(no spans stored for this run)"])
+    if parent_run is not None:
+        lines.append("")
+        lines.append(f"Parent run: {_run_brief(parent_run)}")
+    elif run.get("parent_run_id"):
+        lines.append("")
+        lines.append(f"Parent run: {run['parent_run_id']}")
+    subs = list(sub_runs)
+    if subs:
+        lines.append("")
+        lines.append("Sub-runs:")
+        lines.extend(f"  {_run_brief(sub)}" for sub in subs)
+    return "\n".join(lines)
+
+
+_TABLE_HEADERS = (
+    "RUN ID",
+    "NAME",
+    "STATUS",
+    "USER",
+    "CONVERSATION",
+    "STARTED (UTC)",
+    "DURATION",
+    "TOKENS",
+    "COST",
+    "SPANS",
+)
+
+
+def _table_row(run: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        str(run.get("run_id") or "-")[:12],
+        _cell(run.get("name")),
+        _cell(run.get("status")),
+        _cell(run.get("distinct_id")),
+        _cell(run.get("conversation_id")),
+        format_time(run.get("start_ns"), precise=False),
+        format_duration(run.get("duration_ms")),
+        format_tokens(run.get("tokens_in"), run.get("tokens_out")),
+        format_cost(run.get("cost")),
+        _cell(run.get("span_count")),
+    )
+
+
+def format_runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Aligned columns, one line per run, under a header line."""
+    rows = [_TABLE_HEADERS, *(_table_row(run) for run in runs)]
+    widths = [max(len(row[col]) for row in rows) for col in range(len(_TABLE_HEADERS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -1,0 +1,183 @@
+"""Starting spans and runs, and the OpenTelemetry ``Tracer`` that ``trodo.get_tracer()`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.status import Status, StatusCode
+
+from . import attrs as A
+from . import runtime as runtime_mod
+from . import spans as S
+from .spans import Run, RunRef, TrodoSpan
+
+_get_current_span = trace_api.get_current_span
+_get_value = otel_context.get_value
+_OI = A.OPENINFERENCE_KIND
+
+
+class RunOptions:
+    """What a span that starts a run says about it."""
+
+    __slots__ = ("conversation_id", "distinct_id", "force", "metadata", "parent_run_id")
+
+    def __init__(
+        self,
+        *,
+        force: bool = False,
+        distinct_id: str | None = None,
+        conversation_id: str | None = None,
+        parent_run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        self.force = force
+        self.distinct_id = distinct_id
+        self.conversation_id = conversation_id
+        self.parent_run_id = parent_run_id
+        self.metadata = metadata
+
+
+def start_span(
+    name: str,
+    kind: str,
+    attributes: Mapping[str, Any] | None = None,
+    run_options: RunOptions | None = None,
+    ctx: otel_context.Context | None = None,
+    start_ns: int | None = None,
+) -> TrodoSpan:
+    """Start a span under the current context; it starts a run when none is active (or when forced)."""
+    runtime = S.RUNTIME or runtime_mod.get()
+    parent = _get_current_span(ctx)
+    if isinstance(parent, TrodoSpan):
+        trace_id = parent.trace_id
+        parent_id: int | None = parent.span_id
+        run: RunRef | None = parent.run
+        remote = False
+    else:
+        span_context = parent.get_span_context()
+        if span_context.is_valid:
+            trace_id = span_context.trace_id
+            parent_id = span_context.span_id
+            remote = span_context.is_remote
+        else:
+            trace_id = S.new_trace_id()
+            parent_id = None
+            remote = False
+        ref = _get_value(S.RUN_KEY, ctx)
+        run = ref if isinstance(ref, RunRef) else None
+    attrs = {A.SPAN_KIND: kind, A.OI_KIND: _OI[kind]}
+    if attributes:
+        attrs.update(attributes)
+    span = TrodoSpan(name, kind, trace_id, S.new_span_id(), parent_id, run, attrs, start_ns, remote)
+    if run is None or (run_options is not None and run_options.force):
+        _start_run(span, name, run, run_options)
+    else:
+        attrs[A.RUN_ID] = run.run_id
+    runtime.span_started()
+    return span
+
+
+def _start_run(span: TrodoSpan, name: str, parent_run: RunRef | None, options: RunOptions | None) -> None:
+    options = options or RunOptions()
+    distinct_id = options.distinct_id
+    conversation_id = options.conversation_id
+    parent_run_id = options.parent_run_id
+    if parent_run is not None:
+        distinct_id = distinct_id or parent_run.distinct_id
+        conversation_id = conversation_id or parent_run.conversation_id
+        parent_run_id = parent_run_id or parent_run.run_id
+    run = Run(
+        S.new_run_id(),
+        name,
+        span,
+        distinct_id=distinct_id,
+        conversation_id=conversation_id,
+        parent_run_id=parent_run_id,
+        metadata=options.metadata,
+    )
+    span.run = run
+    attrs = span.attributes
+    if span.kind == "agent":
+        span.kind = "run"
+        attrs[A.SPAN_KIND] = "run"
+    attrs[A.RUN_ID] = run.run_id
+    attrs[A.AGENT_NAME] = name
+    if distinct_id:
+        attrs[A.DISTINCT_ID] = distinct_id
+        attrs[A.USER_ID] = distinct_id
+    if conversation_id:
+        attrs[A.CONVERSATION_ID] = conversation_id
+        attrs[A.SESSION_ID] = conversation_id
+        attrs[A.GEN_AI_CONVERSATION_ID] = conversation_id
+    if parent_run_id:
+        attrs[A.PARENT_RUN_ID] = parent_run_id
+    if run.metadata:
+        attrs[A.METADATA] = S._metadata_json(run.metadata)
+
+
+def check_kind(kind: Any) -> str:
+    if kind not in A.OPENINFERENCE_KIND:
+        raise ValueError(f"kind must be one of {', '.join(S.KINDS)}, got {kind!r}")
+    return kind
+
+
+class TrodoTracer(trace_api.Tracer):
+    """An OpenTelemetry tracer whose spans join trodo runs (kind ``function`` unless
+    ``trodo.span.kind`` is given as an attribute)."""
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> TrodoSpan:
+        trodo_kind = "function"
+        if attributes and attributes.get(A.SPAN_KIND) in A.OPENINFERENCE_KIND:
+            trodo_kind = attributes[A.SPAN_KIND]
+        span = start_span(name, trodo_kind, attributes, ctx=context, start_ns=start_time)
+        for link in links or ():
+            span.add_link(link.context, link.attributes)
+        return span
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[TrodoSpan]:
+        span = self.start_span(name, context, kind, attributes, links, start_time)
+        token = otel_context.attach(trace_api.set_span_in_context(span))
+        try:
+            yield span
+        except BaseException as exc:
+            if record_exception:
+                span.record_error(exc) if set_status_on_exception else span.record_exception(
+                    exc, escaped=True
+                )
+            elif set_status_on_exception:
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            otel_context.detach(token)
+            if end_on_exit:
+                span.end()
+
+
+TRACER = TrodoTracer()
