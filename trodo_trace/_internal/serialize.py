@@ -168,6 +168,25 @@ def _encoder(limit: int) -> json.JSONEncoder:
     return json.JSONEncoder(ensure_ascii=False, default=default, separators=_SEPARATORS)
 
 
+def _encode(value: Any, limit: int) -> str:
+    """The C encoder, called directly (skips ``JSONEncoder.encode``'s per-call Python setup)."""
+    default = _default if limit == DEFAULT_LIMIT else _encoder(limit).default
+    return "".join(_c_make_encoder({}, default, _c_encode_str, None, ":", ",", False, False, True)(value, 0))
+
+
+try:
+    from json.encoder import c_encode_basestring as _c_encode_str  # type: ignore[attr-defined]
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+
+    if _c_make_encoder is None or _c_encode_str is None:
+        raise ImportError
+    _encode({"probe": [1, 2.5, None, True, "x"]}, DEFAULT_LIMIT)
+except Exception:  # pragma: no cover - interpreters without the C accelerator
+
+    def _encode(value: Any, limit: int) -> str:
+        return _encoder(limit).encode(value)
+
+
 class _Walk:
     """State of one pure-Python conversion: the text limit and characters cut from strings."""
 
@@ -267,7 +286,7 @@ def to_json(value: object, limit: int = DEFAULT_LIMIT) -> str:
     elif (tp is list or tp is dict or tp is tuple) and len(obj) > _MAX_ITEMS:
         return _slow_json(obj, limit)
     try:
-        text = _encoder(limit).encode(value)
+        text = _encode(value, limit)
     except Exception:
         return _slow_json(value, limit)
     if len(text) > limit:

@@ -170,7 +170,6 @@ def _span_row(span: ReadableSpan) -> tuple[Any, ...]:
             if event["name"] == "exception" and event["attributes"].get("exception.type"):
                 error_type = event["attributes"]["exception.type"]
                 break
-    resource = dict(span.resource.attributes) if span.resource is not None else {}
     return (
         format(span.context.trace_id, "032x"),
         format(span.context.span_id, "016x"),
@@ -183,10 +182,27 @@ def _span_row(span: ReadableSpan) -> tuple[Any, ...]:
         status,
         message,
         _str_or_none(error_type),
-        _dumps(_plain(attrs)),
+        _dumps(attrs),
         _dumps(events),
-        _dumps(_plain(resource)),
+        _resource_json(span.resource),
     )
+
+
+_resource_cache: dict[int, tuple[Any, str]] = {}
+
+
+def _resource_json(resource: Any) -> str:
+    """The resource's JSON text, computed once per resource object (every span of a process shares one)."""
+    if resource is None:
+        return "{}"
+    cached = _resource_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    text = _dumps(_plain(dict(resource.attributes)))
+    if len(_resource_cache) > 64:
+        _resource_cache.clear()
+    _resource_cache[id(resource)] = (resource, text)
+    return text
 
 
 def _run_row(span: ReadableSpan) -> tuple[Any, ...]:
