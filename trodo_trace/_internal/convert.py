@@ -40,12 +40,21 @@ def clean_value(value: Any) -> Any:
     return to_json(value)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63
+
+
 def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     cleaned = {}
     for key, value in attributes.items():
-        value = clean_value(value)
-        if value is not None:
-            cleaned[str(key)] = value
+        kind = type(value)
+        if kind is int:
+            if not _INT64_MIN <= value < _INT64_MAX:
+                value = str(value)
+        elif kind is not str and kind is not float and kind is not bool:
+            value = clean_value(value)
+            if value is None:
+                continue
+        cleaned[key if type(key) is str else str(key)] = value
     return cleaned
 
 
