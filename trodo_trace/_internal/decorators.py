@@ -110,20 +110,21 @@ class SpanSpec:
         self._active: ContextVar[tuple[tuple[S.TrodoSpan, object], ...]] | None = None
 
     # -- span lifecycle shared by every form -------------------------------------------------
-    def _start(self, name: str) -> S.TrodoSpan:
-        attributes = self.attributes
+    def static_attributes(self, name: str) -> dict[str, Any] | None:
+        """The attributes every span of this spec and name starts with (computed once per function)."""
+        attributes = dict(self.attributes or {})
         if self.kind == "tool":
-            attributes = {
-                **(attributes or {}),
-                A.TOOL_NAME: name,
-                A.GEN_AI_TOOL_NAME: name,
-                A.OI_TOOL_NAME: name,
-            }
+            attributes.update({A.TOOL_NAME: name, A.GEN_AI_TOOL_NAME: name, A.OI_TOOL_NAME: name})
         elif self.kind == "llm":
-            attributes = {**(attributes or {}), A.GEN_AI_OPERATION: "chat"}
+            attributes[A.GEN_AI_OPERATION] = "chat"
             if self.llm:
                 _write_llm_params(attributes, self.llm)
-        return start_span(name, self.kind, attributes, self.run_options)
+        return attributes or None
+
+    def _start(self, name: str, static: dict[str, Any] | None = None) -> S.TrodoSpan:
+        if static is None:
+            static = self.static_attributes(name)
+        return start_span(name, self.kind, static, self.run_options)
 
     def _finish_ok(self, span: S.TrodoSpan, result: Any) -> None:
         attributes = span.attributes
@@ -239,23 +240,33 @@ def record_documents(span: S.TrodoSpan, result: Any) -> None:
 
 
 def _enter(
-    spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    spec: SpanSpec,
+    name: str,
+    signature: _Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    static: dict[str, Any] | None,
 ) -> S.TrodoSpan | None:
     """Start the span of one call; ``None`` when tracing is off or the SDK failed (the call goes on)."""
     try:
         runtime = S.RUNTIME or runtime_mod.get()
         if not runtime.enabled:
             return None
-        return _start_call(spec, name, signature, args, kwargs)
+        return _start_call(spec, name, signature, args, kwargs, static)
     except Exception:
         internal_error("span start")
         return None
 
 
 def _start_call(
-    spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    spec: SpanSpec,
+    name: str,
+    signature: _Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    static: dict[str, Any] | None,
 ) -> S.TrodoSpan:
-    span = spec._start(name)
+    span = spec._start(name, static)
     if spec.capture_input or spec.kind == "llm":
         bound = signature.bind(args, kwargs)
         if spec.kind == "llm":
@@ -271,11 +282,12 @@ def _start_call(
 def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     name = spec.name or getattr(fn, "__name__", None) or spec.kind
     signature = _Signature(fn)
+    static = spec.static_attributes(name) or {}
 
     if inspect.isasyncgenfunction(fn):
 
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = _GeneratorState.begin(spec, name, signature, args, kwargs)
+            state = _GeneratorState.begin(spec, name, signature, args, kwargs, static)
             agen = fn(*args, **kwargs)
             if state is None:
                 async for item in agen:
@@ -310,7 +322,7 @@ def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     elif inspect.iscoroutinefunction(fn):
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _enter(spec, name, signature, args, kwargs)
+            span = _enter(spec, name, signature, args, kwargs, static)
             if span is None:
                 return await fn(*args, **kwargs)
             token = _attach(_set_span(span))
@@ -330,7 +342,7 @@ def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     elif inspect.isgeneratorfunction(fn):
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = _GeneratorState.begin(spec, name, signature, args, kwargs)
+            state = _GeneratorState.begin(spec, name, signature, args, kwargs, static)
             gen = fn(*args, **kwargs)
             if state is None:
                 return (yield from gen)
@@ -363,7 +375,7 @@ def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     else:
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _enter(spec, name, signature, args, kwargs)
+            span = _enter(spec, name, signature, args, kwargs, static)
             if span is None:
                 return fn(*args, **kwargs)
             token = _attach(_set_span(span))
@@ -408,9 +420,15 @@ class _GeneratorState:
 
     @classmethod
     def begin(
-        cls, spec: SpanSpec, name: str, signature: _Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+        cls,
+        spec: SpanSpec,
+        name: str,
+        signature: _Signature,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        static: dict[str, Any],
     ) -> _GeneratorState | None:
-        span = _enter(spec, name, signature, args, kwargs)
+        span = _enter(spec, name, signature, args, kwargs, static)
         return None if span is None else cls(spec, span)
 
     def item(self, item: Any) -> None:

@@ -54,7 +54,7 @@ class Runtime:
         self.listeners: list[Callable[[spans_mod.TrodoSpan], None]] = []
         self.redact: Callable[[str], str] | None = None
         self.last_run: spans_mod.Run | None = None
-        self._started = itertools.count()
+        self.started_counter = itertools.count()
         self.store_path = _store_path(config)
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         resource = self.resource
@@ -71,7 +71,7 @@ class Runtime:
 
     # -- hooks called by spans -----------------------------------------------------------
     def span_started(self) -> None:
-        next(self._started)
+        next(self.started_counter)
 
     def capture(self, span: spans_mod.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
         """Serialise a captured value onto ``span`` (masked and redacted) unless content is off."""
@@ -152,7 +152,7 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         pipeline = self.pipeline.stats()
         result: dict[str, Any] = {
-            "started": counter_value(self._started),
+            "started": counter_value(self.started_counter),
             "ended": pipeline["queued"] + pipeline["overflowed"],
             "exported": pipeline["exported"],
             "failed": pipeline["failed"],
@@ -178,7 +178,7 @@ class Runtime:
 
     def after_fork_in_child(self) -> None:
         self.pipeline.after_fork_in_child()
-        self._started = itertools.count()
+        self.started_counter = itertools.count()
         for extension in list(self.extensions):
             hook = getattr(extension, "after_fork_in_child", None)
             if hook is not None:

@@ -16,9 +16,10 @@ from . import runtime as runtime_mod
 from . import spans as S
 from .spans import Run, RunRef, TrodoSpan
 
-_get_current_span = trace_api.get_current_span
+_get_current = otel_context.get_current
 _get_value = otel_context.get_value
-_OI = A.OPENINFERENCE_KIND
+_SPAN_KEY = trace_api._SPAN_KEY  # the key get_current_span() reads; read directly on the hot path
+_BASE_ATTRIBUTES = {kind: {A.SPAN_KIND: kind, A.OI_KIND: oi} for kind, oi in A.OPENINFERENCE_KIND.items()}
 
 
 class RunOptions:
@@ -52,13 +53,15 @@ def start_span(
 ) -> TrodoSpan:
     """Start a span under the current context; it starts a run when none is active (or when forced)."""
     runtime = S.RUNTIME or runtime_mod.get()
-    parent = _get_current_span(ctx)
-    if isinstance(parent, TrodoSpan):
+    parent = (_get_current() if ctx is None else ctx).get(_SPAN_KEY)
+    if type(parent) is TrodoSpan:
         trace_id = parent.trace_id
         parent_id: int | None = parent.span_id
         run: RunRef | None = parent.run
         remote = False
     else:
+        if not isinstance(parent, trace_api.Span):
+            parent = trace_api.INVALID_SPAN
         span_context = parent.get_span_context()
         if span_context.is_valid:
             trace_id = span_context.trace_id
@@ -68,9 +71,12 @@ def start_span(
             trace_id = S.new_trace_id()
             parent_id = None
             remote = False
-        ref = _get_value(S.RUN_KEY, ctx)
-        run = ref if isinstance(ref, RunRef) else None
-    attrs = {A.SPAN_KIND: kind, A.OI_KIND: _OI[kind]}
+        if isinstance(parent, TrodoSpan):
+            run = parent.run
+        else:
+            ref = _get_value(S.RUN_KEY, ctx)
+            run = ref if isinstance(ref, RunRef) else None
+    attrs = _BASE_ATTRIBUTES[kind].copy()
     if attributes:
         attrs.update(attributes)
     span = TrodoSpan(name, kind, trace_id, S.new_span_id(), parent_id, run, attrs, start_ns, remote)
@@ -78,7 +84,7 @@ def start_span(
         _start_run(span, name, run, run_options)
     else:
         attrs[A.RUN_ID] = run.run_id
-    runtime.span_started()
+    next(runtime.started_counter)
     return span
 
 
