@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from opentelemetry import trace as trace_api
 
@@ -292,7 +292,7 @@ def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] |
 
 
 @overload
-def wrap_agent(
+def wrap_agent(  # type: ignore[overload-overlap]
     name: str,
     fn: Callable[[S.Run], Awaitable[R]],
     distinct_id: str | None = None,
@@ -348,14 +348,14 @@ def wrap_agent(
 
         async def run_async() -> tuple[Any, str]:
             with spec as span:
-                run = span.run
+                run = cast(S.Run, span.run)
                 result = await fn(run)
                 _set_result(span, result)
             return result, run.run_id
 
         return run_async()
     with spec as span:
-        run = span.run
+        run = cast(S.Run, span.run)
         result = fn(run)
         _set_result(span, result)
     return result, run.run_id

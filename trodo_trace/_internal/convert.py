@@ -69,7 +69,7 @@ def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope
         status = _OK
     else:
         status = _UNSET
-    events = ()
+    events: tuple[Event, ...] = ()
     if span.events:
         events = tuple(
             Event(name, clean_attributes(attributes), timestamp)

@@ -171,7 +171,7 @@ class Run(RunRef):
         attributes = root.attributes
         self.status = "error" if root.status_code is StatusCode.ERROR else "ok"
         attributes[A.RUN_STATUS] = self.status
-        attributes[A.RUN_DURATION_MS] = round((root.end_ns - root.start_ns) / 1e6, 3)
+        attributes[A.RUN_DURATION_MS] = round(((root.end_ns or root.start_ns) - root.start_ns) / 1e6, 3)
         attributes[A.RUN_TOKENS_IN] = self.tokens_in
         attributes[A.RUN_TOKENS_OUT] = self.tokens_out
         attributes[A.RUN_SPAN_COUNT] = self.span_count
