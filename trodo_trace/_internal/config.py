@@ -70,6 +70,13 @@ def _parse_protocol(value: Any, name: str) -> str:
     raise ValueError(f"{name} must be 'http/protobuf' or 'grpc', got {value!r}")
 
 
+def _parse_compression(value: Any, name: str) -> str:
+    text = _parse_str(value, name).strip().lower()
+    if text in ("gzip", "none"):
+        return text
+    raise ValueError(f"{name} must be 'gzip' or 'none', got {value!r}")
+
+
 def _parse_headers(value: Any, name: str) -> dict[str, str]:
     if isinstance(value, Mapping):
         return {str(k).strip().lower(): str(v) for k, v in value.items()}
@@ -220,6 +227,48 @@ OPTIONS: tuple[Option, ...] = (
         256 * 1024 * 1024,
         _parse_int(0),
         "Disk spool cap.",
+    ),
+    Option(
+        "spool_dir",
+        ("TRODO_SPOOL_DIR",),
+        None,
+        _parse_str,
+        "Disk spool directory (default: spool/ beside the local store).",
+    ),
+    Option(
+        "attempt_timeout_ms",
+        ("TRODO_EXPORT_ATTEMPT_TIMEOUT_MS",),
+        10000,
+        _parse_int(1),
+        "Deadline for one export request (the whole export has export_timeout_ms).",
+    ),
+    Option(
+        "compression",
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+        "gzip",
+        _parse_compression,
+        "OTLP request compression: gzip or none.",
+    ),
+    Option(
+        "certificate_file",
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        None,
+        _parse_str,
+        "CA certificate (PEM) to verify the collector's TLS certificate.",
+    ),
+    Option(
+        "client_certificate_file",
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        None,
+        _parse_str,
+        "Client certificate (PEM) for mutual TLS.",
+    ),
+    Option(
+        "client_key_file",
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        None,
+        _parse_str,
+        "Client private key (PEM) for mutual TLS.",
     ),
 )
 

@@ -3,6 +3,10 @@
 ``submit`` appends to a deque (no lock, no I/O) and wakes the worker only when a batch is full.
 The worker converts and exports in batches by size and interval; ``flush`` and ``shutdown`` wait
 for it with a deadline, never longer.
+
+Optional hooks let an exporter take what the queue cannot: ``overflow(item) -> bool`` when the queue
+is full (application thread: must be O(1)), ``on_idle()`` on the worker after each round (e.g. to
+send a disk spool), and ``abandon(items)`` at shutdown for what the worker did not finish in time.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Pipeline:
         max_queue: int = 65536,
         overflow: Callable[[Any], bool] | None = None,
         on_shutdown: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        abandon: Callable[[list[Any]], None] | None = None,
         name: str = "trodo-export",
     ):
         self._export = export
@@ -49,6 +55,8 @@ class Pipeline:
         self._max_queue = max_queue
         self._overflow = overflow
         self._on_shutdown = on_shutdown
+        self._on_idle = on_idle
+        self._abandon = abandon
         self._name = name
         self._reset()
 
@@ -60,6 +68,8 @@ class Pipeline:
         self._dropped = itertools.count()
         self._overflowed = itertools.count()
         self._processed = 0
+        self._in_flight = 0
+        self._abandoned = 0
         self.exported = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -67,6 +77,7 @@ class Pipeline:
         self._start_lock = threading.Lock()
         self._stopping = False
         self._stopped = False
+        self._handed_over = False
 
     def after_fork_in_child(self) -> None:
         """The parent exports what it had queued; the child starts empty with a new worker."""
@@ -100,6 +111,19 @@ class Pipeline:
             thread.start()
             self._thread = thread
 
+    def ensure_started(self) -> None:
+        """Start the worker now (it otherwise starts with the first item)."""
+        if self._thread is None and not self._stopped:
+            self._start()
+
+    def wake(self) -> bool:
+        """Wake the worker for an idle round; ``False`` when no worker is running."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._stopping:
+            return False
+        self._wake.set()
+        return True
+
     # -- worker ------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
@@ -108,6 +132,11 @@ class Pipeline:
             self._drain()
             if self._stopping and not self._queue:
                 break
+            if self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:
+                    internal_error("export idle")
         if self._on_shutdown is not None:
             try:
                 self._on_shutdown()
@@ -124,6 +153,7 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
+            self._in_flight = len(batch)
             ok = False
             try:
                 result = self._export(self._convert(batch))
@@ -139,6 +169,7 @@ class Pipeline:
                 else:
                     self.failed += len(batch)
                 self._processed += len(batch)
+                self._in_flight = 0
                 self._done.notify_all()
 
     # -- control -----------------------------------------------------------------------------
@@ -154,6 +185,8 @@ class Pipeline:
         self._wake.set()
         with self._done:
             while self._processed < target:
+                if self._handed_over:  # shut down: what was left went to the abandon hook
+                    return False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -161,18 +194,49 @@ class Pipeline:
                 self._wake.set()
         return self.failed == failed_before
 
-    def shutdown(self, timeout: float) -> bool:
-        """Flush within ``timeout``, then stop the worker (without waiting past the deadline)."""
-        deadline = time.monotonic() + max(timeout, 0.0)
-        flushed = self.flush(timeout)
+    def pending(self) -> bool:
+        """Whether submitted items are still queued or being exported."""
+        return self._processed < counter_value(self._submitted) and not self._handed_over
+
+    def shutdown(self, timeout: float, reserve: float | None = None) -> bool:
+        """Flush within ``timeout``, then stop the worker (without waiting past the deadline).
+
+        With an ``abandon`` hook, the last ``reserve`` seconds (default: a quarter of the time, at
+        most 1 s) are kept for it: what the worker has not finished by then is handed over (the
+        queue's rest) and the worker is left to die with the process.
+        """
+        timeout = max(timeout, 0.0)
+        if self._handed_over:
+            return False
+        deadline = time.monotonic() + timeout
+        if self._abandon is None:
+            reserve = 0.0
+        elif reserve is None:
+            reserve = min(0.25 * timeout, 1.0)
+        reserve = min(max(reserve, 0.0), timeout)
+        flushed = self.flush(timeout - reserve)
         self._stopping = True
         self._stopped = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - reserve / 2 - time.monotonic()))
         elif thread is None and self._on_shutdown is not None:
             self._on_shutdown()
+        if self._abandon is not None and (self._queue or (thread is not None and thread.is_alive())):
+            leftovers = []
+            try:
+                while True:
+                    leftovers.append(self._queue.popleft())
+            except IndexError:
+                pass
+            self._abandoned += len(leftovers)
+            self._handed_over = True
+            try:
+                self._abandon(leftovers)
+            except Exception:
+                internal_error("export abandon")
+            flushed = False
         return flushed
 
     def stats(self) -> dict[str, Any]:
@@ -183,5 +247,7 @@ class Pipeline:
             "overflowed": counter_value(self._overflowed),
             "dropped": counter_value(self._dropped),
             "queue_depth": len(self._queue),
+            "in_flight": self._in_flight,
+            "abandoned": self._abandoned,
             "last_error": self.last_error,
         }

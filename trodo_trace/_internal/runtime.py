@@ -11,7 +11,9 @@ import atexit
 import itertools
 import logging
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from .convert import to_readable
 from .errors import internal_error, log_once
 from .pipeline import Pipeline, counter_value
 from .pricing import PricingTable
+from .redact import Scrubber, redact_secrets
+from .runview import in_ipython
 from .serialize import to_json
 
 logger = logging.getLogger("trodo_trace")
@@ -52,22 +56,67 @@ class Runtime:
         self.pricing = PricingTable.bundled().with_overrides(config.pricing)
         self.resource = _resource(config)
         self.listeners: list[Callable[[spans_mod.TrodoSpan], None]] = []
-        self.redact: Callable[[str], str] | None = None
+        self.redact: Callable[[str], str] | None = redact_secrets if config.redact_secrets else None
+        self.scrubber = Scrubber(
+            capture_content=self.capture_content,
+            mask=self.mask,
+            redact=self.redact,
+            max_value_length=self.max_value_length,
+        )
+        self.forward_spans: Callable[[list[Any]], None] | None = None
+        if config.tracer_provider is not None:
+            from .dual import attach_provider
+
+            self.forward_spans = attach_provider(config.tracer_provider)
         self.last_run: spans_mod.Run | None = None
+        # In IPython/Jupyter a finished run is exported at once (a later cell or the CLI sees it);
+        # elsewhere spans wait for the batch interval, so servers keep their batching.
+        self.wake_on_run_end: bool = in_ipython()
         self.started_counter = itertools.count()
         self.store_path = _store_path(config)
         self.exporter_description, export, on_shutdown = _build_exporter(self)
-        resource = self.resource
+        # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
+        # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
+        self.sink: Any = export if hasattr(export, "pipeline_hooks") else None
+        hooks: dict[str, Any] = {"on_shutdown": on_shutdown}
+        if self.sink is not None:
+            hooks.update(self.sink.pipeline_hooks())
         self.pipeline = Pipeline(
             export,
-            convert=lambda batch: [to_readable(span, resource, SCOPE) for span in batch],
+            convert=self.convert_spans,
             batch_size=config.max_export_batch_size,
             interval_s=config.schedule_delay_ms / 1000.0,
             max_queue=config.max_queue_size,
-            on_shutdown=on_shutdown,
             name="trodo-span-export",
+            **hooks,
         )
+        if self.sink is not None:
+            self.sink.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
+        self._dropped_at_flush = 0
+
+    def convert_spans(self, batch: list[Any]) -> list[Any]:
+        """Finished spans as ``ReadableSpan`` (export thread): ours are scrubbed and converted, and
+        handed to the app's TracerProvider in dual export; spans from that provider pass as they are."""
+        resource, scrubber = self.resource, self.scrubber
+        scrub = scrubber.span if scrubber.active else None
+        out = []
+        ours = []
+        for item in batch:
+            if isinstance(item, spans_mod.TrodoSpan):
+                if scrub is not None:
+                    scrub(item)
+                readable = to_readable(item, resource, SCOPE)
+                ours.append(readable)
+                out.append(readable)
+            else:
+                out.append(item)
+        if self.forward_spans is not None and ours:
+            try:
+                self.forward_spans(ours)
+            except Exception:
+                internal_error("dual export")
+        return out
 
     # -- hooks called by spans -----------------------------------------------------------
     def span_started(self) -> None:
@@ -100,17 +149,21 @@ class Runtime:
         if span.kind == "llm" and A.LLM_COST not in attributes:
             self._cost(attributes)
         run = span.run
+        wake = False
         if run is not None and run.local:
             run.account(span)
             if run.root is span:
                 run.finish()
                 self.last_run = run
+                wake = self.wake_on_run_end
         for listener in self.listeners:
             try:
                 listener(span)
             except Exception:
                 internal_error("span listener")
         self.pipeline.submit(span)
+        if wake:
+            self.pipeline.flush(0.0)  # a zero-deadline flush only wakes the export worker
 
     def _cost(self, attributes: dict[str, Any]) -> None:
         tokens_in = attributes.get(A.USAGE_INPUT)
@@ -133,21 +186,54 @@ class Runtime:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
         ok = True
         for extension in list(self.extensions):
             try:
                 ok = extension.flush(timeout) and ok
             except Exception:
                 internal_error("extension flush")
-        return self.pipeline.flush(timeout) and ok
+        ok = self.pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
+        if self.sink is not None:
+            ok = self.sink.flush(max(0.0, deadline - time.monotonic())) and ok
+        dropped = self._dropped()
+        if dropped != self._dropped_at_flush:  # something was dropped since the last flush
+            self._dropped_at_flush = dropped
+            ok = False
+        return ok
+
+    def _dropped(self) -> int:
+        dropped = self.pipeline.stats()["dropped"]
+        return dropped + self.sink.stats()["dropped"] if self.sink is not None else dropped
 
     def shutdown(self, timeout: float) -> None:
+        timeout = max(timeout, 0.0)
+        deadline = time.monotonic() + timeout
         for extension in list(self.extensions):
             try:
                 extension.shutdown(timeout)
             except Exception:
                 internal_error("extension shutdown")
-        self.pipeline.shutdown(timeout)
+        sink = self.sink
+        if sink is None:
+            self.pipeline.shutdown(max(0.0, deadline - time.monotonic()))
+            return
+        # Deliver (queue, then spool) with most of the time, keeping enough to write what is still
+        # queued to the spool if the collector does not take it in time.
+        pipeline = self.pipeline
+
+        def reserve() -> float:
+            stats = pipeline.stats()
+            backlog = stats["queue_depth"] + stats["in_flight"]
+            return min(0.9 * timeout, max(min(0.25 * timeout, 1.0), sink.spool_seconds(backlog)))
+
+        while pipeline.pending():
+            left = deadline - reserve() - time.monotonic()
+            if left <= 0:
+                break
+            pipeline.flush(min(left, 0.05))
+        sink.flush(max(0.0, deadline - reserve() - time.monotonic()))
+        pipeline.shutdown(max(0.0, deadline - time.monotonic()), reserve=reserve())
 
     def stats(self) -> dict[str, Any]:
         pipeline = self.pipeline.stats()
@@ -160,9 +246,19 @@ class Runtime:
             "rejected": 0,
             "dropped": pipeline["dropped"],
             "queue_depth": pipeline["queue_depth"],
+            "in_flight": pipeline["in_flight"],
             "last_error": pipeline["last_error"],
             "exporter": self.exporter_description,
         }
+        if self.sink is not None:
+            sink = self.sink.stats()
+            result.update(
+                {key: value for key, value in sink.items() if key not in ("dropped", "overflow_depth")}
+            )
+            result["dropped"] += sink["dropped"]
+            result["queue_depth"] += sink["overflow_depth"]
+            if sink["last_error"] is None:
+                result["last_error"] = pipeline["last_error"]
         for extension in list(self.extensions):
             try:
                 extra = extension.stats()
@@ -178,6 +274,9 @@ class Runtime:
 
     def after_fork_in_child(self) -> None:
         self.pipeline.after_fork_in_child()
+        if self.sink is not None:
+            self.sink.after_fork_in_child()
+        self._dropped_at_flush = 0
         self.started_counter = itertools.count()
         for extension in list(self.extensions):
             hook = getattr(extension, "after_fork_in_child", None)
@@ -191,7 +290,30 @@ def _resource(config: Config) -> Resource:
         attributes["service.name"] = config.service_name
     if config.site_id:
         attributes["trodo.site_id"] = config.site_id
-    return Resource.create(attributes)
+    try:
+        resource = Resource.create(attributes)
+    except RuntimeError:
+        # Resource detectors run in a thread pool, which refuses work once the interpreter is
+        # exiting (a first span from a thread that outlives the main thread): detect in place.
+        from opentelemetry.sdk import resources
+
+        base = getattr(resources, "_DEFAULT_RESOURCE", Resource.get_empty())
+        resource = base.merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
+        if not resource.attributes.get("service.name"):
+            resource = resource.merge(Resource({"service.name": "unknown_service:python"}))
+    return _Resource(resource.attributes, resource.schema_url)
+
+
+class _Resource(Resource):
+    """A resource whose hash is computed once: the OTLP encoder hashes it for every span."""
+
+    _hash: int | None = None
+
+    def __hash__(self) -> int:
+        value = self._hash
+        if value is None:
+            value = self._hash = super().__hash__()
+        return value
 
 
 def _store_path(config: Config) -> Path:
@@ -275,6 +397,7 @@ def _install(runtime: Runtime) -> None:
         atexit.register(_at_exit)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
+    _hook_multiprocessing()
 
 
 def shutdown(timeout: float) -> None:
@@ -318,3 +441,33 @@ def _after_fork_in_child() -> None:
             runtime.after_fork_in_child()
         except Exception:
             internal_error("after fork")
+    _hook_multiprocessing()
+
+
+class _Anchor:
+    """A weakly referenceable object for ``multiprocessing.util.register_after_fork``."""
+
+
+_MP_ANCHOR = _Anchor()
+_mp_hooked = False
+
+
+def _hook_multiprocessing() -> None:
+    """A ``multiprocessing`` child ends with ``os._exit`` (no atexit), but runs its finalizers: have
+    each child register one that flushes (after multiprocessing clears the inherited ones)."""
+    global _mp_hooked
+    if _mp_hooked or "multiprocessing" not in sys.modules:
+        return
+    try:
+        from multiprocessing import util
+
+        util.register_after_fork(_MP_ANCHOR, _flush_when_process_ends)
+        _mp_hooked = True
+    except Exception:  # pragma: no cover - multiprocessing unusable
+        internal_error("multiprocessing hook")
+
+
+def _flush_when_process_ends(_anchor: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _at_exit, exitpriority=100)

@@ -1,0 +1,263 @@
+"""Privacy on the way out: secret redaction, masking and ``capture_content=False`` for spans.
+
+Two parts:
+
+* :func:`redact_secrets` — the default ``Runtime.redact`` hook. One compiled pattern replaces API
+  keys of the major LLM providers (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, Google
+  ``AIza``, Groq ``gsk_``, Hugging Face ``hf_``, xAI ``xai-``, AWS ``AKIA``), JWTs, ``Bearer`` tokens,
+  passwords in URLs and the value of ``api_key=`` / ``"password": ...``-style assignments (which
+  catches prefix-less keys such as Cohere's). A cheap substring pre-check skips the regex for text
+  that cannot hold a secret, so the usual cost is a few ``in`` tests.
+* :class:`Scrubber` — runs on the export thread just before a finished span is converted. It
+  applies the same rules to the text the application thread did not serialise itself: exception
+  messages and stack traces, the status message, the run's error summary and retrieval document
+  contents (which also go through the user's ``mask``). With ``capture_content=False`` it removes
+  every content attribute and keeps exceptions as type and stack frames only: the message lines are
+  cut, since an exception message often quotes the input that caused it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from . import attrs as A
+from .errors import log_once
+from .serialize import to_json
+
+REDACTED = "[REDACTED]"
+
+# Secrets recognisable by their own shape: provider key prefixes, bearer tokens, URL passwords.
+_SHAPED = re.compile(
+    r"\b(?:sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"
+    r"|AIza[0-9A-Za-z_\-]{35}"
+    r"|gsk_[A-Za-z0-9]{20,}"
+    r"|hf_[A-Za-z0-9]{30,}"
+    r"|xai-[A-Za-z0-9]{20,}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,})"
+    r"|(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/\-]{8,}=*"
+    r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@\"']*:)[^\s/@\"']+@"
+)
+_SHAPED_HINTS = ("sk-", "AIza", "gsk_", "hf_", "xai-", "AKIA", "eyJ", "earer", "://")
+
+# Secrets recognisable by their name: ``api_key=...``, ``"password": "..."`` (also catches Cohere keys).
+_NAMED = re.compile(
+    r"(?i:(?:[a-z0-9]+[_\-])*(?:api[_\-]?key|apikey|access[_\-]?key|secret[_\-]?key|private[_\-]?key"
+    r"|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|id[_\-]?token|token|secret|client[_\-]?secret"
+    r"|password|passwd|pwd))"
+    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&}]{6,})"
+)
+_NAMED_ANCHORS = ("key", "token", "secret", "passw", "pwd")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _replace_shaped(match: re.Match[str]) -> str:
+    if match.group("bearer") is not None:
+        return match.group("bearer") + REDACTED
+    if match.group("url") is not None:
+        return match.group("url") + REDACTED + "@"
+    return REDACTED
+
+
+def _redact_named(text: str, lowered: str) -> str:
+    """Replace the values of secret-named assignments, trying the regex only where a name occurs."""
+    spans: list[tuple[int, int]] = []
+    hits = sorted(index for anchor in _NAMED_ANCHORS for index in _find_all(lowered, anchor))
+    done = 0
+    for hit in hits:
+        if hit < done:
+            continue
+        start = hit
+        while start > 0 and text[start - 1] in _NAME_CHARS and hit - start < 48:
+            start -= 1
+        match = _NAMED.match(text, start)
+        if match is None or match.start("sep") <= hit:
+            continue
+        spans.append((match.start("value"), match.end("value")))
+        done = match.end()
+    if not spans:
+        return text
+    parts = []
+    last = 0
+    for begin, end in spans:
+        parts.append(text[last:begin])
+        parts.append(REDACTED)
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _find_all(text: str, needle: str) -> list[int]:
+    found = []
+    index = text.find(needle)
+    while index >= 0:
+        found.append(index)
+        index = text.find(needle, index + len(needle))
+    return found
+
+
+def redact_secrets(text: str) -> str:
+    """Replace API keys, bearer tokens and passwords in ``text`` with ``[REDACTED]``.
+
+    Example:
+        >>> redact_secrets('{"key": "sk-proj-abcdefghijklmnopqrstuvwx", "url": "https://u:pw@host/x"}')
+        '{"key": "[REDACTED]", "url": "https://u:[REDACTED]@host/x"}'
+    """
+    for hint in _SHAPED_HINTS:
+        if hint in text:
+            text = _SHAPED.sub(_replace_shaped, text)
+            break
+    lowered = text.lower()
+    for anchor in _NAMED_ANCHORS:
+        if anchor in lowered:
+            return _redact_named(text, lowered)
+    return text
+
+
+#: Attribute names (or prefixes) that carry captured content; removed when content capture is off.
+CONTENT_KEYS = (A.INPUT_VALUE, A.OUTPUT_VALUE, A.INPUT_MIME, A.OUTPUT_MIME)
+CONTENT_PREFIXES = (
+    "llm.input_messages",
+    "llm.output_messages",
+    "llm.prompts",
+    "llm.prompt_template",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "tool.parameters",
+    "embedding.embeddings",
+    "reranker.input_documents",
+    "reranker.output_documents",
+    "reranker.query",
+)
+_DOC_PREFIX = "retrieval.documents."
+_DOC_CONTENT = ".document.content"
+
+
+class Scrubber:
+    """Applies redaction, the mask and ``capture_content=False`` to a finished span (export thread)."""
+
+    def __init__(
+        self,
+        *,
+        capture_content: bool,
+        mask: Callable[[Any], Any] | None,
+        redact: Callable[[str], str] | None,
+        max_value_length: int = 32768,
+    ):
+        self.capture_content = capture_content
+        self.mask = mask
+        self.redact = redact
+        self.max_value_length = max_value_length
+
+    @property
+    def active(self) -> bool:
+        return not self.capture_content or self.mask is not None or self.redact is not None
+
+    def text(self, value: str) -> str:
+        """A free-text value (an exception message, a document) masked and redacted."""
+        mask = self.mask
+        if mask is not None:
+            try:
+                masked = mask(value)
+            except Exception:
+                log_once("mask-failed", "trodo_trace: the mask function raised; the value is masked whole")
+                return "<masked>"
+            value = masked if isinstance(masked, str) else to_json(masked, self.max_value_length)
+        if self.redact is not None:
+            value = self.redact(value)
+        return value
+
+    def span(self, span: Any) -> None:
+        """Scrub a finished ``TrodoSpan`` in place (it no longer changes once ended)."""
+        attributes = span.attributes
+        if not self.capture_content:
+            self._drop_content(attributes)
+        elif span.kind == "retrieval":
+            for key, value in list(attributes.items()):
+                if key.startswith(_DOC_PREFIX) and key.endswith(_DOC_CONTENT) and isinstance(value, str):
+                    attributes[key] = self.text(value)
+        message = span.status_message
+        if message:
+            new = self._status(message)
+            if attributes.get(A.RUN_ERROR_SUMMARY) == message:
+                attributes[A.RUN_ERROR_SUMMARY] = new
+            span.status_message = new
+        if span.events:
+            span.events = [self._event(event) for event in span.events]
+
+    def _drop_content(self, attributes: dict[str, Any]) -> None:
+        for key in CONTENT_KEYS:
+            attributes.pop(key, None)
+        for key in [k for k in attributes if k.startswith(CONTENT_PREFIXES) or _is_doc_content(k)]:
+            del attributes[key]
+
+    def _status(self, message: str) -> str:
+        kind, sep, detail = message.partition(": ")
+        if not self.capture_content:
+            return kind if sep else "error"
+        return f"{kind}: {self.text(detail)}" if sep else self.text(message)
+
+    def _event(self, event: tuple[str, int, dict[str, Any]]) -> tuple[str, int, dict[str, Any]]:
+        name, timestamp, attributes = event
+        if name != "exception":
+            return event
+        attributes = dict(attributes)
+        message = attributes.get("exception.message")
+        stack = attributes.get("exception.stacktrace")
+        if not self.capture_content:
+            attributes.pop("exception.message", None)
+            if isinstance(stack, str):
+                attributes["exception.stacktrace"] = strip_exception_messages(stack)
+            return name, timestamp, attributes
+        if isinstance(message, str) and message:
+            masked = self.text(message)
+            attributes["exception.message"] = masked
+            if isinstance(stack, str) and masked != message:
+                stack = stack.replace(message, masked)
+        if isinstance(stack, str):
+            attributes["exception.stacktrace"] = self.redact(stack) if self.redact is not None else stack
+        return name, timestamp, attributes
+
+
+def _is_doc_content(key: str) -> bool:
+    return key.startswith(_DOC_PREFIX) and key.endswith(_DOC_CONTENT)
+
+
+_EXCEPTION_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+_CHAIN_LINES = (
+    "Traceback (most recent call last):",
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
+
+
+def strip_exception_messages(stack: str) -> str:
+    """A Python traceback with the frames kept and every exception line cut to its type.
+
+    Example:
+        >>> strip_exception_messages('Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n'
+        ...                          '    g()\\nValueError: user 42 said hi\\n')
+        'Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n    g()\\nValueError\\n'
+    """
+    out = []
+    in_message = False
+    for line in stack.splitlines():
+        if line in _CHAIN_LINES or line == "":
+            out.append(line)
+            in_message = False
+        elif line.startswith(" "):
+            if not in_message:
+                out.append(line)
+        else:
+            kind = line.split(":", 1)[0]
+            if not in_message and _EXCEPTION_TYPE.fullmatch(kind):
+                out.append(kind)
+            in_message = True
+    return "\n".join(out) + ("\n" if stack.endswith("\n") else "")
