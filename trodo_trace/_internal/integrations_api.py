@@ -1,0 +1,68 @@
+"""Public entry points of the framework integrations that load their framework only when called."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def instrument_langchain(
+    *,
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Trace every LangChain and LangGraph invocation in this process, with no callbacks to pass.
+
+    Adds a :class:`~trodo_trace.callbacks.langchain.TrodoCallbackHandler` to every LangChain
+    callback manager that has none (an explicitly passed handler is not duplicated) and returns
+    it. Calling it again with no arguments keeps the installed handler.
+
+    Args:
+        distinct_id: End user of the runs the handler starts (else ``metadata["trodo_distinct_id"]``
+            of the invocation).
+        conversation_id: Their conversation (else the invocation's ``conversation_id``,
+            ``session_id`` or ``thread_id`` metadata).
+        metadata: Added to ``trodo.metadata`` of the runs the handler starts.
+
+    Raises:
+        ImportError: langchain-core is not installed (``pip install 'trodo-trace[langchain]'``).
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> handler = trodo.instrument_langchain()
+        >>> graph.invoke({"messages": [("user", "hi")]})  # doctest: +SKIP
+    """
+    try:
+        from ..callbacks import langchain
+    except ImportError as exc:
+        raise ImportError(
+            "instrument_langchain() needs langchain-core: pip install 'trodo-trace[langchain]'"
+        ) from exc
+    return langchain.instrument(distinct_id=distinct_id, conversation_id=conversation_id, metadata=metadata)
+
+
+def instrument_llamaindex() -> Any:
+    """Trace every LlamaIndex call in this process: query and chat engines, retrievals, LLM calls,
+    embeddings, agents and workflows become trodo spans (the outermost one a run, or part of the
+    current run).
+
+    Registers a :class:`~trodo_trace.callbacks.llamaindex.TrodoLlamaIndexHandler` with LlamaIndex's
+    root instrumentation dispatcher and returns it (``handler.detach()`` turns it off). Calling it
+    again keeps the installed handler.
+
+    Raises:
+        ImportError: llama-index-core is not installed (``pip install 'trodo-trace[llamaindex]'``).
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> handler = trodo.instrument_llamaindex()
+        >>> index.as_query_engine().query("What is a run?")  # doctest: +SKIP
+    """
+    try:
+        from ..callbacks import llamaindex
+    except ImportError as exc:
+        raise ImportError(
+            "instrument_llamaindex() needs llama-index-core: pip install 'trodo-trace[llamaindex]'"
+        ) from exc
+    return llamaindex.instrument()

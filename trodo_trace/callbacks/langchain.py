@@ -1,0 +1,510 @@
+"""LangChain and LangGraph: :class:`TrodoCallbackHandler` and :func:`instrument`.
+
+Pass ``config={"callbacks": [TrodoCallbackHandler()]}`` to any runnable, or call
+``trodo.instrument_langchain()`` once to trace every invocation in the process. Chains become
+``chain`` spans, an agent executor or a compiled LangGraph graph an ``agent`` span (a run when it is
+outermost), graph nodes ``chain`` spans, chat models and LLMs ``llm`` spans, tools ``tool`` spans,
+retrievers ``retrieval`` spans with their documents.
+
+How the tree is built (the registry and the context handling live in ``_langchain_runs``):
+
+- A run's parent is found through LangChain's ``parent_run_id`` in one lock-guarded map shared by
+  every handler instance; an outermost LangChain run takes the current OpenTelemetry context as
+  parent (so inside ``@trodo.agent`` it joins that run), or starts a run of its own. Two handlers
+  seeing the same run (``instrument_langchain()`` plus an explicit handler) record it once.
+- Each run's span is current while it runs (``run_inline`` keeps async callbacks in the caller's
+  task), so ``@trodo.*`` functions and other OpenTelemetry spans called from a tool or runnable nest
+  under it; once the run ends, no copy of the context LangChain made still names it. A chat model's
+  span stops being current at its first streamed token (the stream then runs in its consumer).
+- When an outermost run ends, spans of its tree whose end callback never came (a cancelled async
+  tool, say) are ended too. An outermost run that finds, on its own thread and outside any LangChain
+  runnable, a LangChain span still current whose end never came does not nest under it.
+
+The handler never raises into LangChain (``raise_error`` is false; under the SDK's own test suite,
+``TRODO_RAISE_INTERNAL=1``, it is true so handler bugs fail the tests); every attribute extractor
+is isolated, and failures are logged once. LangChain's callbacks carry no timestamps, so spans use
+the clock at each callback, which ``run_inline`` makes the moment LangChain fires it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+from uuid import UUID
+
+try:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers.context import register_configure_hook
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "trodo_trace.callbacks.langchain needs langchain-core: pip install 'trodo-trace[langchain]'"
+    ) from exc
+
+from opentelemetry.trace.status import StatusCode
+
+from .._internal import attrs as A
+from .._internal import errors
+from .._internal import runtime as runtime_mod
+from .._internal import spans as S
+from .._internal.decorators import record_documents, record_error
+from .._internal.errors import internal_error
+from .._internal.tracing import RunOptions
+from . import _langchain_extract as X
+from . import _langchain_runs as R
+
+__all__ = ["TrodoCallbackHandler", "instrument", "uninstrument"]
+
+_DEFERRED = {"input": ""}  # what LangChain passes as a stream's input until the stream has run
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call one extractor; a failure costs only its field."""
+    try:
+        return fn(*args)
+    except Exception:
+        internal_error(f"langchain extractor {fn.__name__}")
+        return None
+
+
+class TrodoCallbackHandler(BaseCallbackHandler):
+    """A LangChain callback handler that records LangChain and LangGraph runs as trodo spans.
+
+    Args:
+        distinct_id: The end user of the runs this handler starts (else the invocation's
+            ``metadata["trodo_distinct_id"]``).
+        conversation_id: Their conversation (else ``metadata`` ``conversation_id``,
+            ``session_id`` or ``thread_id``).
+        metadata: Written to ``trodo.metadata`` of the runs this handler starts, merged with the
+            invocation's own metadata.
+
+    Example:
+        >>> from trodo_trace.callbacks.langchain import TrodoCallbackHandler
+        >>> handler = TrodoCallbackHandler(distinct_id="user-42")
+        >>> chain.invoke({"question": "hi"}, config={"callbacks": [handler]})  # doctest: +SKIP
+    """
+
+    run_inline = True  # async callbacks run in the caller's task, so the span becomes current there
+    raise_error = False
+
+    def __init__(
+        self,
+        *,
+        distinct_id: str | None = None,
+        conversation_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        for name, value in (("distinct_id", distinct_id), ("conversation_id", conversation_id)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+            if value == "":
+                raise ValueError(f"{name} must not be empty")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError("metadata must be a mapping")
+        self.distinct_id = distinct_id
+        self.conversation_id = conversation_id
+        self.metadata = dict(metadata) if metadata else None
+        self.raise_error = errors.RAISE_INTERNAL
+
+    def __repr__(self) -> str:
+        return f"TrodoCallbackHandler(distinct_id={self.distinct_id!r})"
+
+    # -- span lifecycle --------------------------------------------------------------------------
+    def _start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        name: str,
+        kind: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> R.Entry | None:
+        runtime = S.RUNTIME or runtime_mod.get()
+        if not runtime.enabled:
+            return None
+        return R.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
+
+    def _run_options(self, metadata: Mapping[str, Any] | None) -> RunOptions:
+        distinct_id, conversation_id = X.identity(metadata) if metadata else (None, None)
+        run_metadata = X.run_metadata(metadata) if metadata else None
+        if self.metadata:
+            run_metadata = {**self.metadata, **(run_metadata or {})}
+        return RunOptions(
+            distinct_id=self.distinct_id or distinct_id,
+            conversation_id=self.conversation_id or conversation_id,
+            metadata=run_metadata or None,
+        )
+
+    def _fail(self, run_id: UUID, error: BaseException) -> None:
+        entry = R.pop(run_id)
+        if entry is None:
+            return
+        try:
+            if X.is_bubble_up(error):
+                entry.span.attributes[X.INTERRUPTED] = type(error).__name__
+            else:
+                record_error(entry.span, error)
+        finally:
+            R.close(entry)
+
+    # -- chains ----------------------------------------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            if tags and X.HIDDEN_TAG in tags:
+                R.HIDDEN[run_id] = parent_run_id
+                return
+            name = X.run_name(serialized, kwargs, "chain")
+            kind = "agent" if X.is_agent(name, serialized, metadata) else "chain"
+            entry = self._start(run_id, parent_run_id, name, kind, metadata)
+            if entry is None:
+                return
+            span = entry.span
+            if metadata and "langgraph_node" in metadata:
+                _safe(X.graph_attributes, span.attributes, metadata)
+            if "defers_inputs" not in kwargs or inputs != _DEFERRED:
+                _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs)
+        except Exception:
+            internal_error("langchain on_chain_start")
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.pop(run_id)
+            if entry is None:
+                return
+            try:
+                span = entry.span
+                if kwargs.get("inputs") is not None:
+                    _capture(span, A.INPUT_VALUE, A.INPUT_MIME, kwargs["inputs"])
+                _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs)
+            finally:
+                R.close(entry)
+        except Exception:
+            internal_error("langchain on_chain_end")
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            self._fail(run_id, error)
+        except Exception:
+            internal_error("langchain on_chain_error")
+
+    def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.RUNS.get(run_id)
+            if entry is not None:
+                entry.span.add_event("agent.action", _safe(X.agent_action, action))
+        except Exception:
+            internal_error("langchain on_agent_action")
+
+    def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.RUNS.get(run_id)
+            if entry is not None:
+                entry.span.add_event("agent.finish", _safe(X.agent_finish, finish))
+        except Exception:
+            internal_error("langchain on_agent_finish")
+
+    # -- chat models and LLMs ----------------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs)
+        except Exception:
+            internal_error("langchain on_chat_model_start")
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs)
+        except Exception:
+            internal_error("langchain on_llm_start")
+
+    def _llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompt: Any,
+        operation: str,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        name = X.run_name(serialized, kwargs, "llm")
+        entry = self._start(run_id, parent_run_id, name, "llm", metadata)
+        if entry is None:
+            return
+        span = entry.span
+        attributes = span.attributes
+        attributes[A.GEN_AI_OPERATION] = operation
+        _safe(X.model_attributes, attributes, metadata, kwargs.get("invocation_params"))
+        if S.RUNTIME.capture_content:
+            if operation == "chat":
+                value = _safe(X.chat_input, prompt)
+            else:
+                value = prompt[0] if len(prompt) == 1 else prompt
+            if value is not None:
+                S.RUNTIME.capture(span, A.INPUT_VALUE, A.INPUT_MIME, value)
+
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.RUNS.get(run_id)
+        if entry is None or entry.first_token:
+            return
+        try:
+            self._first_token(entry)
+        except Exception:
+            internal_error("langchain on_llm_new_token")
+
+    def on_stream_event(self, event: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.RUNS.get(run_id)
+        if entry is None or entry.first_token:
+            return
+        try:
+            if isinstance(event, Mapping) and event.get("event") == "content-block-delta":
+                self._first_token(entry)
+        except Exception:
+            internal_error("langchain on_stream_event")
+
+    @staticmethod
+    def _first_token(entry: R.Entry) -> None:
+        entry.first_token = True
+        span = entry.span
+        span.attributes[A.TTFT_MS] = round((S.now_ns() - span.start_ns) / 1e6, 3)
+        # The model has answered; the rest of its stream runs inside whoever consumes it.
+        R.release(entry.ctx, entry.token)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.pop(run_id)
+            if entry is None:
+                return
+            try:
+                _record_llm_result(entry.span, response)
+            finally:
+                R.close(entry)
+        except Exception:
+            internal_error("langchain on_llm_end")
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            self._fail(run_id, error)
+        except Exception:
+            internal_error("langchain on_llm_error")
+
+    def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.RUNS.get(run_id)
+            if entry is not None:
+                entry.span.add_event("retry", _safe(X.retry, retry_state))
+        except Exception:
+            internal_error("langchain on_retry")
+
+    # -- tools -------------------------------------------------------------------------------------
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            name = X.run_name(serialized, kwargs, "tool")
+            entry = self._start(run_id, parent_run_id, name, "tool", metadata)
+            if entry is None:
+                return
+            span = entry.span
+            attributes = span.attributes
+            attributes[A.TOOL_NAME] = attributes[A.GEN_AI_TOOL_NAME] = attributes[A.OI_TOOL_NAME] = name
+            tool_call_id = kwargs.get("tool_call_id")
+            if isinstance(tool_call_id, str):
+                attributes[X.TOOL_CALL_ID] = tool_call_id
+            _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs if inputs is not None else input_str)
+        except Exception:
+            internal_error("langchain on_tool_start")
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.pop(run_id)
+            if entry is None:
+                return
+            try:
+                span = entry.span
+                value, error = _safe(X.tool_output, output) or (output, None)
+                _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+                if error is not None:
+                    span.attributes[A.ERROR_TYPE] = "ToolError"
+                    span.set_status(StatusCode.ERROR, error[:1024])
+            finally:
+                R.close(entry)
+        except Exception:
+            internal_error("langchain on_tool_end")
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            self._fail(run_id, error)
+        except Exception:
+            internal_error("langchain on_tool_error")
+
+    # -- retrievers --------------------------------------------------------------------------------
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            name = X.run_name(serialized, kwargs, "retriever")
+            entry = self._start(run_id, parent_run_id, name, "retrieval", metadata)
+            if entry is not None:
+                _capture(entry.span, A.INPUT_VALUE, A.INPUT_MIME, query)
+        except Exception:
+            internal_error("langchain on_retriever_start")
+
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.pop(run_id)
+            if entry is None:
+                return
+            try:
+                _safe(record_documents, entry.span, list(documents))
+            finally:
+                R.close(entry)
+        except Exception:
+            internal_error("langchain on_retriever_end")
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            self._fail(run_id, error)
+        except Exception:
+            internal_error("langchain on_retriever_error")
+
+    # -- custom events -----------------------------------------------------------------------------
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = R.RUNS.get(run_id)
+            if entry is not None:
+                entry.span.add_event(str(name), {"data": _safe(X.text, data) or ""})
+        except Exception:
+            internal_error("langchain on_custom_event")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _capture(span: S.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
+    runtime = S.RUNTIME
+    if runtime.capture_content:
+        compacted = _safe(X.compact, value)
+        runtime.capture(span, key, mime_key, value if compacted is None else compacted)
+
+
+def _record_llm_result(span: S.TrodoSpan, response: Any) -> None:
+    attributes = span.attributes
+    if S.RUNTIME.capture_content:
+        output = _safe(X.generation_output, response)
+        if output is not None:
+            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
+    usage = _safe(X.usage, response)
+    if usage is not None:
+        A.write_usage(attributes, *usage)
+    model = _safe(X.response_model, response)
+    if model:
+        attributes[A.RESPONSE_MODEL] = model
+        if A.REQUEST_MODEL not in attributes:
+            A.write_model(attributes, model, attributes.get(A.PROVIDER))
+    reasons = _safe(X.finish_reasons, response)
+    if reasons:
+        attributes[X.FINISH_REASONS] = reasons
+
+
+# -- process-wide instrumentation -----------------------------------------------------------------
+_hook: tuple[ContextVar[Any], TrodoCallbackHandler] | None = None
+_hook_lock = threading.Lock()
+
+
+def instrument(
+    *,
+    distinct_id: str | None = None,
+    conversation_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> TrodoCallbackHandler:
+    """Trace every LangChain invocation in this process (LangChain's configure hook adds a handler
+    to each callback manager that has no :class:`TrodoCallbackHandler` yet). Calling it again
+    with no arguments keeps the installed handler; with arguments it replaces it.
+
+    Example:
+        >>> from trodo_trace.callbacks.langchain import instrument
+        >>> handler = instrument()
+        >>> chain.invoke({"question": "hi"})  # doctest: +SKIP
+    """
+    global _hook
+    with _hook_lock:
+        if _hook is not None and distinct_id is None and conversation_id is None and metadata is None:
+            return _hook[1]
+        handler = TrodoCallbackHandler(
+            distinct_id=distinct_id, conversation_id=conversation_id, metadata=metadata
+        )
+        if _hook is not None:
+            _unregister(_hook[0])
+        var: ContextVar[Any] = ContextVar("trodo_langchain_handler", default=handler)
+        register_configure_hook(var, True, TrodoCallbackHandler)
+        _hook = (var, handler)
+        return handler
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument` (explicitly passed handlers keep working).
+
+    Example:
+        >>> from trodo_trace.callbacks.langchain import uninstrument
+        >>> uninstrument()
+    """
+    global _hook
+    with _hook_lock:
+        if _hook is not None:
+            _unregister(_hook[0])
+            _hook = None
+
+
+def _unregister(var: ContextVar[Any]) -> None:
+    from langchain_core.tracers import context as tracer_context
+
+    hooks = getattr(tracer_context, "_configure_hooks", None)
+    if isinstance(hooks, list):
+        hooks[:] = [hook for hook in hooks if hook[0] is not var]
+    else:  # pragma: no cover - a LangChain without the hook list
+        var.set(None)
