@@ -198,6 +198,13 @@ def record_error(span: S.TrodoSpan, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
             span.attributes[A.CANCELLED] = True
         span.record_error(exc)
+        if span.run is not None and not hasattr(exc, "__trodo_origin__"):
+            # Where the exception escaped from (innermost span wins): auto events read it once
+            # the failed code's context is gone. An exception without a __dict__ is skipped.
+            try:
+                exc.__trodo_origin__ = (span.run.run_id, span.trace_id, span.span_id)  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
     except Exception:
         internal_error("record error")
 
