@@ -241,6 +241,48 @@ def _run_row(span: ReadableSpan) -> tuple[Any, ...]:
     )
 
 
+_JOINED = "trodo.run.joined"
+_IN, _OUT, _COST = (
+    f"json_extract(attributes, '$.\"{key}\"')"
+    for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "trodo.llm.cost")
+)
+_JOINED_TOTALS = (
+    f"SELECT COUNT(*), SUM(kind = 'tool'), SUM(status = 'error'), SUM({_IN}), SUM({_OUT}), SUM({_COST}),"
+    f" SUM(({_IN} IS NOT NULL OR {_OUT} IS NOT NULL) AND {_COST} IS NULL) FROM spans"
+    f" WHERE run_id = ? AND json_extract(attributes, '$.\"{_JOINED}\"') = 1"
+)
+_ROOT_ATTRIBUTES = (
+    "SELECT s.attributes FROM runs r JOIN spans s ON s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
+    " WHERE r.run_id = ? AND r.span_count IS NOT NULL"
+)
+
+
+def _add_joined_spans(conn: sqlite3.Connection, run_id: str) -> None:
+    """Set a run's rollups to its root's (the root's process) plus its spans marked ``trodo.run.joined``
+    (other processes or services); recomputed from stored rows, so arrival order and re-exports don't matter."""
+    root = conn.execute(_ROOT_ATTRIBUTES, (run_id,)).fetchone()
+    totals = conn.execute(_JOINED_TOTALS, (run_id,)).fetchone() if root is not None else None
+    if totals is None or not totals[0]:
+        return  # no full root yet (its arrival recomputes), or nothing joined
+    base = _loads(root[0], {})
+    base = base if isinstance(base, Mapping) else {}
+    sums = [
+        (_number(base.get(f"trodo.run.{key}"), int) or 0) + int(extra or 0)
+        for key, extra in zip(
+            ("span_count", "tool_count", "error_count", "total_tokens_in", "total_tokens_out"),
+            totals[:5],
+            strict=True,
+        )
+    ]
+    cost = (_number(base.get("trodo.run.total_cost"), float) or 0.0) + (totals[5] or 0.0)
+    incomplete = bool(base.get("trodo.run.cost_incomplete")) or bool(totals[6])
+    conn.execute(
+        "UPDATE runs SET span_count = ?, tool_count = ?, error_count = ?, tokens_in = ?, tokens_out = ?,"
+        " cost = ? WHERE run_id = ?",
+        (*sums, round(cost, 10) if cost or not incomplete else None, run_id),
+    )
+
+
 def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -397,13 +439,17 @@ class LocalStore:
         span_rows = []
         run_rows = []
         fallback_rows = []
+        rollup_runs: set[str] = set()  # runs whose rollups must add spans recorded elsewhere
         for span in spans:
             span_rows.append(_span_row(span))
             attrs = span.attributes or {}
             if _is_full_run_root(attrs):
                 run_rows.append(_run_row(span))
+                rollup_runs.add(str(attrs["trodo.run.id"]))
             elif _is_fallback_run_root(span, attrs):
                 fallback_rows.append(_run_row(span))
+            if attrs.get(_JOINED) is True and "trodo.run.id" in attrs:
+                rollup_runs.add(str(attrs["trodo.run.id"]))
         if not span_rows:
             return
 
@@ -413,6 +459,8 @@ class LocalStore:
                 conn.executemany(_INSERT_RUN_FALLBACK, fallback_rows)
             if run_rows:
                 conn.executemany(_UPSERT_RUN, run_rows)
+            for run_id in sorted(rollup_runs):
+                _add_joined_spans(conn, run_id)
 
         self._write(body)
 

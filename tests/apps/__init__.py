@@ -1,0 +1,1 @@
+"""Small applications and helpers the propagation tests serve and call."""
