@@ -31,14 +31,21 @@ from ._internal.api import (
     with_span,
     wrap_agent,
 )
+from ._internal.autoevents import install_asyncio_handler
 from ._internal.decorators import SpanSpec
+from ._internal.events import for_user, track
+from ._internal.integrations_api import instrument_langchain, instrument_llamaindex
+from ._internal.propagation import RunContext, join_run, propagation_headers, run_context
 from ._internal.runtime import VERSION as __version__
+from ._internal.runview import show
 from ._internal.spans import Run, RunRef, TrodoSpan
+from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 
 Span = TrodoSpan
 
 __all__ = [
     "Run",
+    "RunContext",
     "RunRef",
     "Span",
     "SpanSpec",
@@ -47,17 +54,29 @@ __all__ = [
     "chain",
     "current_run",
     "current_span",
+    "fastapi_middleware",
     "flush",
+    "for_user",
     "function",
     "get_tracer",
     "init",
+    "install_asyncio_handler",
+    "instrument_httpx",
+    "instrument_langchain",
+    "instrument_llamaindex",
+    "instrument_requests",
+    "join_run",
     "last_run",
     "llm",
+    "propagation_headers",
     "retrieval",
+    "run_context",
+    "show",
     "shutdown",
     "stats",
     "tool",
     "trace",
+    "track",
     "with_span",
     "wrap_agent",
 ]

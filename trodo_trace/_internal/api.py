@@ -11,6 +11,7 @@ from opentelemetry import trace as trace_api
 from . import runtime as runtime_mod
 from . import spans as S
 from .decorators import SpanSpec, record_error
+from .runview import RunResult
 from .tracing import TRACER, RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -320,6 +321,7 @@ def wrap_agent(
     """Run ``fn(run)`` as a new run and return ``(result, run_id)`` (awaitable when ``fn`` is async).
 
     Inside another run the new run is a sub-run: its ``parent_run_id`` is the current run.
+    The pair is a tuple that also displays the run's waterfall when it is a notebook cell's value.
 
     Example:
         >>> result, run_id = trodo.wrap_agent("triage", lambda run: run.set_input("hi") or "done")
@@ -351,14 +353,14 @@ def wrap_agent(
                 run = cast(S.Run, span.run)
                 result = await fn(run)
                 _set_result(span, result)
-            return result, run.run_id
+            return RunResult(result, run)
 
         return run_async()
     with spec as span:
         run = cast(S.Run, span.run)
         result = fn(run)
         _set_result(span, result)
-    return result, run.run_id
+    return RunResult(result, run)
 
 
 def _set_result(span: S.TrodoSpan, result: Any) -> None:

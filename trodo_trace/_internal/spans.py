@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from collections import deque
 from collections.abc import Mapping, Sequence
 from random import getrandbits
 from time import time_ns
@@ -55,6 +56,15 @@ RUNTIME: Any = None
 #: Incremented in a forked child: spans started before the fork belong to the parent.
 fork_generation = 0
 
+# Displays (Jupyter, ``trodo.show``) render a run from the spans it keeps in memory, so they never
+# wait for the exporter. Memory stays bounded in long-running servers: a run keeps at most its newest
+# RUN_SPAN_LIMIT finished spans, and only the KEEP_SPANS_OF_RUNS most recently finished runs keep
+# theirs (an older run releases them; its display then reads the local store).
+RUN_SPAN_LIMIT = 512
+KEEP_SPANS_OF_RUNS = 16
+#: The most recently finished runs of this process, oldest first.
+RECENT_RUNS: deque[Run] = deque()
+
 
 class RunRef:
     """A run known by id only (joined from another process or service)."""
@@ -75,11 +85,13 @@ class RunRef:
 class Run(RunRef):
     """A live run: an agent's execution, from its root span to its end.
 
-    Handed to ``wrap_agent``'s function and returned by ``trodo.current_run()``.
+    Handed to ``wrap_agent``'s function and returned by ``trodo.current_run()``. As the value of a
+    notebook cell it displays as a waterfall of its spans (``_repr_html_``; text in a terminal).
     """
 
     __slots__ = (
         "_lock",
+        "_spans",
         "cost",
         "cost_incomplete",
         "error_count",
@@ -120,9 +132,21 @@ class Run(RunRef):
         self.tokens_out = 0
         self.cost = 0.0
         self.cost_incomplete = False
+        self._spans: deque[TrodoSpan] | None = deque(maxlen=RUN_SPAN_LIMIT)
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, name={self.name!r}, status={self.status!r})"
+
+    # -- display (Jupyter / IPython) -------------------------------------------------------------
+    def _repr_html_(self) -> str | None:
+        from .runview import run_html
+
+        return run_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from .runview import run_pretty
+
+        run_pretty(self, printer, cycle)
 
     # -- the handle's setters ------------------------------------------------------------------
     def set_input(self, value: Any) -> None:
@@ -152,6 +176,9 @@ class Run(RunRef):
         tokens_out = attributes.get(A.USAGE_OUTPUT)
         cost = attributes.get(A.LLM_COST)
         with self._lock:
+            spans = self._spans
+            if spans is not None:
+                spans.append(span)
             self.span_count += 1
             if span.kind == "tool":
                 self.tool_count += 1
@@ -183,6 +210,10 @@ class Run(RunRef):
             attributes[A.RUN_COST_INCOMPLETE] = True
         if self.status == "error" and A.RUN_ERROR_SUMMARY not in attributes:
             attributes[A.RUN_ERROR_SUMMARY] = root.status_message or "error"
+        recent = RECENT_RUNS
+        recent.append(self)
+        while len(recent) > KEEP_SPANS_OF_RUNS:
+            recent.popleft()._spans = None
 
 
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
