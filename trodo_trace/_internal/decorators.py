@@ -146,7 +146,12 @@ class SpanSpec:
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> S.TrodoSpan:
-        span = self._start(self.name or self.kind)
+        try:
+            runtime = S.RUNTIME or runtime_mod.get()
+            span = self._start(self.name or self.kind) if runtime.enabled else S.NonRecordingSpan()
+        except Exception:
+            internal_error("span start")
+            span = S.NonRecordingSpan()
         token = _attach(_set_span(span))
         if self._active is None:
             self._active = ContextVar("trodo_active_spec", default=())
@@ -198,13 +203,6 @@ def record_error(span: S.TrodoSpan, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
             span.attributes[A.CANCELLED] = True
         span.record_error(exc)
-        if span.run is not None and not hasattr(exc, "__trodo_origin__"):
-            # Where the exception escaped from (innermost span wins): auto events read it once
-            # the failed code's context is gone. An exception without a __dict__ is skipped.
-            try:
-                exc.__trodo_origin__ = (span.run.run_id, span.trace_id, span.span_id)  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
     except Exception:
         internal_error("record error")
 

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import inspect
 import logging
-import os
 import re
 import sys
 import threading
@@ -35,7 +34,6 @@ from opentelemetry.trace.span import TraceState
 
 from . import runtime as runtime_mod
 from . import spans as S
-from .config import OPTIONS
 
 logger = logging.getLogger("trodo_trace")
 
@@ -448,18 +446,6 @@ def thread_propagation_enabled() -> bool:
     return _enabled and (_stopped is None or S.RUNTIME is not _stopped)
 
 
-def _propagate_threads_from_env() -> bool:
-    option = next(o for o in OPTIONS if o.name == "propagate_threads")
-    for var in option.env:
-        raw = os.environ.get(var)
-        if raw:
-            try:
-                return bool(option.parse(raw, var))
-            except (TypeError, ValueError):
-                break  # init() warns about the bad value
-    return bool(option.default)
-
-
 def _on_init(runtime: Any) -> None:
     global _stopped
     _stopped = None
@@ -476,7 +462,6 @@ def _on_shutdown(runtime: Any) -> None:
     _stopped = runtime
 
 
+# Installed when a runtime is built (by init() or lazily by the first span), not at import.
 runtime_mod.INIT_HOOKS.append(_on_init)
 runtime_mod.SHUTDOWN_HOOKS.append(_on_shutdown)
-if _propagate_threads_from_env():
-    install_thread_propagation()

@@ -8,12 +8,14 @@ Two parts:
   passwords in URLs and the value of ``api_key=`` / ``"password": ...``-style assignments (which
   catches prefix-less keys such as Cohere's). A cheap substring pre-check skips the regex for text
   that cannot hold a secret, so the usual cost is a few ``in`` tests.
-* :class:`Scrubber` — runs on the export thread just before a finished span is converted. It
-  applies the same rules to the text the application thread did not serialise itself: exception
-  messages and stack traces, the status message, the run's error summary and retrieval document
-  contents (which also go through the user's ``mask``). With ``capture_content=False`` it removes
-  every content attribute and keeps exceptions as type and stack frames only: the message lines are
-  cut, since an exception message often quotes the input that caused it.
+* :class:`Scrubber` — runs on the export thread just before a finished span is converted, so the
+  application thread never pays for redaction. It redacts captured content (``input.value``,
+  ``output.value`` and the message/prompt attributes integrations write), exception messages and
+  stack traces, the status message and the run's error summary, and masks and redacts retrieval
+  document contents (the user's ``mask`` has already been applied to inputs and outputs when they
+  were captured). With ``capture_content=False`` it removes every content attribute and keeps
+  exceptions as type and stack frames only: the message lines are cut, since an exception message
+  often quotes the input that caused it.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ CONTENT_PREFIXES = (
     "reranker.output_documents",
     "reranker.query",
 )
+_CAPTURED_KEYS = frozenset((A.INPUT_VALUE, A.OUTPUT_VALUE))
 _DOC_PREFIX = "retrieval.documents."
 _DOC_CONTENT = ".document.content"
 
@@ -179,10 +182,15 @@ class Scrubber:
         attributes = span.attributes
         if not self.capture_content:
             self._drop_content(attributes)
-        elif span.kind == "retrieval":
+        else:
+            redact = self.redact
             for key, value in list(attributes.items()):
-                if key.startswith(_DOC_PREFIX) and key.endswith(_DOC_CONTENT) and isinstance(value, str):
-                    attributes[key] = self.text(value)
+                if not isinstance(value, str):
+                    continue
+                if _is_doc_content(key):
+                    attributes[key] = self.text(value)  # documents were not masked when captured
+                elif redact is not None and (key in _CAPTURED_KEYS or key.startswith(CONTENT_PREFIXES)):
+                    attributes[key] = redact(value)
         message = span.status_message
         if message:
             new = self._status(message)

@@ -137,10 +137,8 @@ class Runtime:
             except Exception:
                 log_once("mask-failed", "trodo_trace: the mask function raised; the value is masked whole")
                 return '"<masked>"'
-        text = value if isinstance(value, str) and mask is not None else to_json(value, self.max_value_length)
-        if self.redact is not None:
-            text = self.redact(text)
-        return text
+        # Secret redaction of this text happens on the export thread (redact.Scrubber), not here.
+        return to_json(value, self.max_value_length)
 
     def on_end(self, span: spans_mod.TrodoSpan) -> None:
         if span.fork_generation != spans_mod.fork_generation or not self.enabled:
@@ -352,10 +350,14 @@ def get() -> Runtime:
     """The runtime, built from the environment on first use."""
     runtime = _runtime
     if runtime is None:
+        created = None
         with _lock:
             if _runtime is None:
-                _install(Runtime(resolve({})))
+                created = Runtime(resolve({}))
+                _install(created)
             runtime = _runtime
+        if created is not None:
+            _run_init_hooks(created)
     assert runtime is not None
     return runtime
 
@@ -374,12 +376,16 @@ def init(arguments: Mapping[str, Any]) -> Runtime:
         _install(new)
     if old is not None:
         old.shutdown(5.0)
+    _run_init_hooks(new)
+    return new
+
+
+def _run_init_hooks(runtime: Runtime) -> None:
     for hook in list(INIT_HOOKS):
         try:
-            hook(new)
+            hook(runtime)
         except Exception:
             internal_error("init hook")
-    return new
 
 
 #: Called with the new runtime after every init (events, auto events, thread propagation).
@@ -420,6 +426,11 @@ def reset_for_tests() -> None:
         _runtime = None
         spans_mod.RUNTIME = None
     if old is not None:
+        for hook in list(SHUTDOWN_HOOKS):
+            try:
+                hook(old)
+            except Exception:
+                internal_error("shutdown hook")
         old.shutdown(5.0)
 
 

@@ -419,8 +419,60 @@ class TrodoSpan(trace_api.Span):
         """Mark the span failed with ``exception``: status ERROR, ``error.type`` and an exception event."""
         self.attributes[A.ERROR_TYPE] = _qualified_name(type(exception))
         self.record_exception(exception, escaped=True)
+        if self.run is not None and not hasattr(exception, "__trodo_origin__"):
+            # Where the exception escaped from (innermost span wins): auto events read it once
+            # the failed code's context is gone. An exception without a __dict__ is skipped.
+            try:
+                exception.__trodo_origin__ = (self.run.run_id, self.trace_id, self.span_id)  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
         self.status_code = StatusCode.ERROR
         self.status_message = f"{type(exception).__name__}: {_safe_message(exception)}"[:1024]
+
+
+class NonRecordingSpan(TrodoSpan):
+    """The handle given when tracing is off or a span could not start: every setter is a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__("", "function", 0, 0, None, None, {}, start_ns=1)
+
+    def __repr__(self) -> str:
+        return "NonRecordingSpan()"
+
+    def is_recording(self) -> bool:
+        return False
+
+    def get_span_context(self) -> SpanContext:
+        return trace_api.INVALID_SPAN_CONTEXT
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        pass
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        pass
+
+    def end(self, end_time: int | None = None) -> None:
+        pass
+
+    def set_input(self, value: Any) -> None:
+        pass
+
+    def set_output(self, value: Any) -> None:
+        pass
+
+    def set_usage(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_model(self, model: str, provider: str | None = None) -> None:
+        pass
+
+    def record_error(self, exception: BaseException) -> None:
+        pass
 
 
 def _qualified_name(exc_type: type) -> str:
