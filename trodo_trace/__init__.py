@@ -36,9 +36,9 @@ from ._internal.decorators import SpanSpec
 from ._internal.events import for_user, track
 from ._internal.integrations_api import instrument_langchain, instrument_llamaindex
 from ._internal.propagation import RunContext, join_run, propagation_headers, run_context
-from ._internal.runtime import VERSION as __version__
 from ._internal.runview import show
 from ._internal.spans import Run, RunRef, TrodoSpan
+from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 
 Span = TrodoSpan

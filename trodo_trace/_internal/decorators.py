@@ -8,9 +8,9 @@ once and the user's call goes on.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -200,11 +200,17 @@ def record_error(span: S.TrodoSpan, exc: BaseException) -> None:
             return
         if isinstance(exc, SystemExit) and exc.code in (None, 0):
             return
-        if isinstance(exc, asyncio.CancelledError):
+        if _is_cancellation(exc):
             span.attributes[A.CANCELLED] = True
         span.record_error(exc)
     except Exception:
         internal_error("record error")
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """An asyncio cancellation (asyncio is not imported for this: without it, nothing was cancelled)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
 def record_llm_result(span: S.TrodoSpan, result: Any) -> None:

@@ -16,45 +16,51 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from typing import TYPE_CHECKING, Any
 
 from . import attrs as A
 from . import spans as spans_mod
 from .config import Config, resolve
-from .convert import to_readable
 from .errors import internal_error, log_once
-from .pipeline import Pipeline, counter_value
-from .pricing import PricingTable
-from .redact import Scrubber, redact_secrets
-from .runview import in_ipython
 from .serialize import to_json
+
+if TYPE_CHECKING:
+    pass
+
+# The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
+# built (``init()`` or the first span), not at ``import trodo_trace``.
 
 logger = logging.getLogger("trodo_trace")
 
-try:
-    from importlib.metadata import version as _dist_version
 
-    VERSION = _dist_version("trodo-trace")
-except Exception:  # pragma: no cover - running from a source tree
-    VERSION = "0.0.0"
+def __getattr__(name: str) -> Any:
+    if name == "SCOPE":
+        from .resource import SCOPE
 
-SCOPE = InstrumentationScope("trodo_trace", VERSION)
+        return SCOPE
+    raise AttributeError(name)
 
 
 class Runtime:
     """Everything ``init()`` builds."""
 
     def __init__(self, config: Config):
+        from .convert import to_readable
+        from .pipeline import Pipeline
+        from .pricing import PricingTable
+        from .redact import Scrubber, redact_secrets
+        from .resource import SCOPE, build_resource
+        from .runview import in_ipython
+
+        self._to_readable = to_readable
+        self._scope = SCOPE
         self.config = config
         self.enabled: bool = config.enabled
         self.capture_content: bool = config.capture_content
         self.max_value_length: int = config.max_value_length
         self.mask: Callable[[Any], Any] | None = config.mask
         self.pricing = PricingTable.bundled().with_overrides(config.pricing)
-        self.resource = _resource(config)
+        self.resource = build_resource(config)
         self.listeners: list[Callable[[spans_mod.TrodoSpan], None]] = []
         self.redact: Callable[[str], str] | None = redact_secrets if config.redact_secrets else None
         self.scrubber = Scrubber(
@@ -106,7 +112,7 @@ class Runtime:
             if isinstance(item, spans_mod.TrodoSpan):
                 if scrub is not None:
                     scrub(item)
-                readable = to_readable(item, resource, SCOPE)
+                readable = self._to_readable(item, resource, self._scope)
                 ours.append(readable)
                 out.append(readable)
             else:
@@ -236,7 +242,7 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         pipeline = self.pipeline.stats()
         result: dict[str, Any] = {
-            "started": counter_value(self.started_counter),
+            "started": _counter_value(self.started_counter),
             "ended": pipeline["queued"] + pipeline["overflowed"],
             "exported": pipeline["exported"],
             "failed": pipeline["failed"],
@@ -282,36 +288,10 @@ class Runtime:
                 hook()
 
 
-def _resource(config: Config) -> Resource:
-    attributes: dict[str, Any] = {}
-    if config.service_name:
-        attributes["service.name"] = config.service_name
-    if config.site_id:
-        attributes["trodo.site_id"] = config.site_id
-    try:
-        resource = Resource.create(attributes)
-    except RuntimeError:
-        # Resource detectors run in a thread pool, which refuses work once the interpreter is
-        # exiting (a first span from a thread that outlives the main thread): detect in place.
-        from opentelemetry.sdk import resources
+def _counter_value(counter: itertools.count) -> int:
+    from .pipeline import counter_value
 
-        base = getattr(resources, "_DEFAULT_RESOURCE", Resource.get_empty())
-        resource = base.merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
-        if not resource.attributes.get("service.name"):
-            resource = resource.merge(Resource({"service.name": "unknown_service:python"}))
-    return _Resource(resource.attributes, resource.schema_url)
-
-
-class _Resource(Resource):
-    """A resource whose hash is computed once: the OTLP encoder hashes it for every span."""
-
-    _hash: int | None = None
-
-    def __hash__(self) -> int:
-        value = self._hash
-        if value is None:
-            value = self._hash = super().__hash__()
-        return value
+    return counter_value(counter)
 
 
 def _store_path(config: Config) -> Path:
