@@ -205,3 +205,21 @@ def test_flush_and_shutdown_without_any_span_return_at_once():
     assert trodo.flush(1.0) is True
     trodo.shutdown(1.0)
     trodo.shutdown(1.0)
+
+
+def test_import_is_cheap_and_version_matches_metadata():
+    """import trodo_trace loads no OpenTelemetry SDK and no framework; __version__ is the package's."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    code = (
+        "import sys, trodo_trace; "
+        "print(sorted(m for m in ('opentelemetry.sdk', 'langchain_core', 'llama_index', 'fastapi', "
+        "'httpx', 'requests', 'asyncio') if m in sys.modules)); print(trodo_trace.__version__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == version("trodo-trace") == trodo.__version__
