@@ -28,6 +28,7 @@ the clock at each callback, which ``run_inline`` makes the moment LangChain fire
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -66,6 +67,21 @@ def _safe(fn: Callable[..., Any], *args: Any) -> Any:
     except Exception:
         internal_error(f"langchain extractor {fn.__name__}")
         return None
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a callback under the internal-error guard: a failure is logged once, the chain goes on."""
+    where = f"langchain {method.__name__}"
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            internal_error(where)
+            return None
+
+    return guarded
 
 
 class TrodoCallbackHandler(BaseCallbackHandler):
@@ -148,6 +164,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             R.close(entry)
 
     # -- chains ----------------------------------------------------------------------------------
+    @_guarded
     def on_chain_start(
         self,
         serialized: dict[str, Any] | None,
@@ -159,61 +176,51 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            if tags and X.HIDDEN_TAG in tags:
-                R.HIDDEN[run_id] = parent_run_id
-                return
-            name = X.run_name(serialized, kwargs, "chain")
-            kind = "agent" if X.is_agent(name, serialized, metadata) else "chain"
-            entry = self._start(run_id, parent_run_id, name, kind, metadata)
-            if entry is None:
-                return
-            span = entry.span
-            if metadata and "langgraph_node" in metadata:
-                _safe(X.graph_attributes, span.attributes, metadata)
-            if "defers_inputs" not in kwargs or inputs != _DEFERRED:
-                _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs)
-        except Exception:
-            internal_error("langchain on_chain_start")
+        if tags and X.HIDDEN_TAG in tags:
+            R.HIDDEN[run_id] = parent_run_id
+            return
+        name = X.run_name(serialized, kwargs, "chain")
+        kind = "agent" if X.is_agent(name, serialized, metadata) else "chain"
+        entry = self._start(run_id, parent_run_id, name, kind, metadata)
+        if entry is None:
+            return
+        span = entry.span
+        if metadata and "langgraph_node" in metadata:
+            _safe(X.graph_attributes, span.attributes, metadata)
+        if "defers_inputs" not in kwargs or inputs != _DEFERRED:
+            _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs)
 
+    @_guarded
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.pop(run_id)
+        if entry is None:
+            return
         try:
-            entry = R.pop(run_id)
-            if entry is None:
-                return
-            try:
-                span = entry.span
-                if kwargs.get("inputs") is not None:
-                    _capture(span, A.INPUT_VALUE, A.INPUT_MIME, kwargs["inputs"])
-                _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs)
-            finally:
-                R.close(entry)
-        except Exception:
-            internal_error("langchain on_chain_end")
+            span = entry.span
+            if kwargs.get("inputs") is not None:
+                _capture(span, A.INPUT_VALUE, A.INPUT_MIME, kwargs["inputs"])
+            _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs)
+        finally:
+            R.close(entry)
 
+    @_guarded
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._fail(run_id, error)
-        except Exception:
-            internal_error("langchain on_chain_error")
+        self._fail(run_id, error)
 
+    @_guarded
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            entry = R.RUNS.get(run_id)
-            if entry is not None:
-                entry.span.add_event("agent.action", _safe(X.agent_action, action))
-        except Exception:
-            internal_error("langchain on_agent_action")
+        entry = R.RUNS.get(run_id)
+        if entry is not None:
+            entry.span.add_event("agent.action", _safe(X.agent_action, action))
 
+    @_guarded
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            entry = R.RUNS.get(run_id)
-            if entry is not None:
-                entry.span.add_event("agent.finish", _safe(X.agent_finish, finish))
-        except Exception:
-            internal_error("langchain on_agent_finish")
+        entry = R.RUNS.get(run_id)
+        if entry is not None:
+            entry.span.add_event("agent.finish", _safe(X.agent_finish, finish))
 
     # -- chat models and LLMs ----------------------------------------------------------------------
+    @_guarded
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -225,11 +232,9 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs)
-        except Exception:
-            internal_error("langchain on_chat_model_start")
+        self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs)
 
+    @_guarded
     def on_llm_start(
         self,
         serialized: dict[str, Any],
@@ -241,10 +246,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs)
-        except Exception:
-            internal_error("langchain on_llm_start")
+        self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs)
 
     def _llm_start(
         self,
@@ -299,33 +301,28 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         # The model has answered; the rest of its stream runs inside whoever consumes it.
         R.release(entry.ctx, entry.token)
 
+    @_guarded
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.pop(run_id)
+        if entry is None:
+            return
         try:
-            entry = R.pop(run_id)
-            if entry is None:
-                return
-            try:
-                _record_llm_result(entry.span, response)
-            finally:
-                R.close(entry)
-        except Exception:
-            internal_error("langchain on_llm_end")
+            _record_llm_result(entry.span, response)
+        finally:
+            R.close(entry)
 
+    @_guarded
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._fail(run_id, error)
-        except Exception:
-            internal_error("langchain on_llm_error")
+        self._fail(run_id, error)
 
+    @_guarded
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            entry = R.RUNS.get(run_id)
-            if entry is not None:
-                entry.span.add_event("retry", _safe(X.retry, retry_state))
-        except Exception:
-            internal_error("langchain on_retry")
+        entry = R.RUNS.get(run_id)
+        if entry is not None:
+            entry.span.add_event("retry", _safe(X.retry, retry_state))
 
     # -- tools -------------------------------------------------------------------------------------
+    @_guarded
     def on_tool_start(
         self,
         serialized: dict[str, Any] | None,
@@ -338,45 +335,39 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            name = X.run_name(serialized, kwargs, "tool")
-            entry = self._start(run_id, parent_run_id, name, "tool", metadata)
-            if entry is None:
-                return
-            span = entry.span
-            attributes = span.attributes
-            attributes[A.TOOL_NAME] = attributes[A.GEN_AI_TOOL_NAME] = attributes[A.OI_TOOL_NAME] = name
-            tool_call_id = kwargs.get("tool_call_id")
-            if isinstance(tool_call_id, str):
-                attributes[X.TOOL_CALL_ID] = tool_call_id
-            _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs if inputs is not None else input_str)
-        except Exception:
-            internal_error("langchain on_tool_start")
+        name = X.run_name(serialized, kwargs, "tool")
+        entry = self._start(run_id, parent_run_id, name, "tool", metadata)
+        if entry is None:
+            return
+        span = entry.span
+        attributes = span.attributes
+        attributes[A.TOOL_NAME] = attributes[A.GEN_AI_TOOL_NAME] = attributes[A.OI_TOOL_NAME] = name
+        tool_call_id = kwargs.get("tool_call_id")
+        if isinstance(tool_call_id, str):
+            attributes[X.TOOL_CALL_ID] = tool_call_id
+        _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs if inputs is not None else input_str)
 
+    @_guarded
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.pop(run_id)
+        if entry is None:
+            return
         try:
-            entry = R.pop(run_id)
-            if entry is None:
-                return
-            try:
-                span = entry.span
-                value, error = _safe(X.tool_output, output) or (output, None)
-                _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
-                if error is not None:
-                    span.attributes[A.ERROR_TYPE] = "ToolError"
-                    span.set_status(StatusCode.ERROR, error[:1024])
-            finally:
-                R.close(entry)
-        except Exception:
-            internal_error("langchain on_tool_end")
+            span = entry.span
+            value, error = _safe(X.tool_output, output) or (output, None)
+            _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+            if error is not None:
+                span.attributes[A.ERROR_TYPE] = "ToolError"
+                span.set_status(StatusCode.ERROR, error[:1024])
+        finally:
+            R.close(entry)
 
+    @_guarded
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._fail(run_id, error)
-        except Exception:
-            internal_error("langchain on_tool_error")
+        self._fail(run_id, error)
 
     # -- retrievers --------------------------------------------------------------------------------
+    @_guarded
     def on_retriever_start(
         self,
         serialized: dict[str, Any] | None,
@@ -388,40 +379,31 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            name = X.run_name(serialized, kwargs, "retriever")
-            entry = self._start(run_id, parent_run_id, name, "retrieval", metadata)
-            if entry is not None:
-                _capture(entry.span, A.INPUT_VALUE, A.INPUT_MIME, query)
-        except Exception:
-            internal_error("langchain on_retriever_start")
+        name = X.run_name(serialized, kwargs, "retriever")
+        entry = self._start(run_id, parent_run_id, name, "retrieval", metadata)
+        if entry is not None:
+            _capture(entry.span, A.INPUT_VALUE, A.INPUT_MIME, query)
 
+    @_guarded
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        entry = R.pop(run_id)
+        if entry is None:
+            return
         try:
-            entry = R.pop(run_id)
-            if entry is None:
-                return
-            try:
-                _safe(record_documents, entry.span, list(documents))
-            finally:
-                R.close(entry)
-        except Exception:
-            internal_error("langchain on_retriever_end")
+            _safe(record_documents, entry.span, list(documents))
+        finally:
+            R.close(entry)
 
+    @_guarded
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._fail(run_id, error)
-        except Exception:
-            internal_error("langchain on_retriever_error")
+        self._fail(run_id, error)
 
     # -- custom events -----------------------------------------------------------------------------
+    @_guarded
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            entry = R.RUNS.get(run_id)
-            if entry is not None:
-                entry.span.add_event(str(name), {"data": _safe(X.text, data) or ""})
-        except Exception:
-            internal_error("langchain on_custom_event")
+        entry = R.RUNS.get(run_id)
+        if entry is not None:
+            entry.span.add_event(str(name), {"data": _safe(X.text, data) or ""})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
