@@ -139,6 +139,9 @@ CONTENT_PREFIXES = (
     "reranker.query",
 )
 _CAPTURED_KEYS = frozenset((A.INPUT_VALUE, A.OUTPUT_VALUE))
+#: Span kinds whose content may sit in other attributes (LLM messages, documents, reranker results).
+_KINDS_WITH_MESSAGES = frozenset(("llm", "retrieval", "function"))
+_FEW_ATTRIBUTES = 16
 _DOC_PREFIX = "retrieval.documents."
 _DOC_CONTENT = ".document.content"
 
@@ -182,7 +185,7 @@ class Scrubber:
         attributes = span.attributes
         if not self.capture_content:
             self._drop_content(attributes)
-        else:
+        elif span.kind in _KINDS_WITH_MESSAGES or len(attributes) > _FEW_ATTRIBUTES:
             redact = self.redact
             for key, value in list(attributes.items()):
                 if not isinstance(value, str):
@@ -190,6 +193,14 @@ class Scrubber:
                 if _is_doc_content(key):
                     attributes[key] = self.text(value)  # documents were not masked when captured
                 elif redact is not None and (key in _CAPTURED_KEYS or key.startswith(CONTENT_PREFIXES)):
+                    attributes[key] = redact(value)
+        elif self.redact is not None:
+            # Agent, tool and chain spans carry content only in input.value / output.value (unless
+            # they have many attributes, scanned above): two lookups instead of a scan.
+            redact = self.redact
+            for key in _CAPTURED_KEYS:
+                value = attributes.get(key)
+                if isinstance(value, str):
                     attributes[key] = redact(value)
         message = span.status_message
         if message:
