@@ -23,16 +23,16 @@ Run: ``bash bench/setup_peers.sh && .venv/bin/python bench/langchain_overhead.py
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink import OTLPSink
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ROOT / "bench" / ".envs"
@@ -135,75 +135,7 @@ LABELS = {
 PEERS = ("openinference", "langfuse")
 
 
-class Sink:
-    """Loopback OTLP/HTTP sink: answers every POST with 200 and counts the spans of trace exports."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.endswith("/v1/traces"):
-                    sink._count(body, self.headers.get("Content-Encoding"))
-                    payload, content_type = b"", "application/x-protobuf"
-                else:
-                    payload, content_type = b"{}", "application/json"
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_PUT = do_POST
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _count(self, body: bytes, encoding: str | None) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        try:
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            request = ExportTraceServiceRequest.FromString(body)
-        except Exception:
-            return
-        spans = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
-        with self._lock:
-            self.spans += spans
-
-    def take(self) -> int:
-        with self._lock:
-            spans, self.spans = self.spans, 0
-        return spans
-
-    def __enter__(self) -> Sink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def run_one(name: str, sink: Sink, runs: int, repeat: int, warmup: int) -> dict[str, Any]:
+def run_one(name: str, sink: OTLPSink, runs: int, repeat: int, warmup: int) -> dict[str, Any]:
     """One process of one contender: its timed loops and the spans the sink got from it."""
     code = WORKLOAD + SETUP[name] + MEASURE
     done = subprocess.run(
@@ -225,7 +157,7 @@ def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) 
     results: dict[str, Any] = {
         name: {"loops": [], "totals": [], "spans": 0, "flushed": True} for name in names
     }
-    with Sink() as sink:
+    with OTLPSink() as sink:
         for _ in range(rounds):
             for name in names:
                 one = run_one(name, sink, runs, repeat, warmup)

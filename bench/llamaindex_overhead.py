@@ -27,17 +27,17 @@ Run: ``.venv/bin/python bench/llamaindex_overhead.py --setup`` once, then
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.metadata
 import json
 import statistics
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink import OTLPSink
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -160,61 +160,6 @@ LABELS = {
 }
 
 
-class Sink:
-    """Loopback OTLP/HTTP sink: answers every POST with 200 and counts the spans of trace exports."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.endswith("/v1/traces"):
-                    sink._count(body, self.headers.get("Content-Encoding"))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _count(self, body: bytes, encoding: str | None) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        try:
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            request = ExportTraceServiceRequest.FromString(body)
-        except Exception:
-            return
-        spans = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
-        with self._lock:
-            self.spans += spans
-
-    def take(self) -> int:
-        with self._lock:
-            spans, self.spans = self.spans, 0
-        return spans
-
-    def __enter__(self) -> Sink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def setup() -> None:
     """Create the OpenInference virtualenv with the llama-index-core version of ``.venv``."""
     core = importlib.metadata.version("llama-index-core")
@@ -230,7 +175,7 @@ def setup() -> None:
     print("openinference-llamaindex:", " ".join(line for line in frozen if line.startswith(wanted)))
 
 
-def run_one(name: str, sink: Sink, runs: int, repeat: int, warmup: int) -> dict[str, Any]:
+def run_one(name: str, sink: OTLPSink, runs: int, repeat: int, warmup: int) -> dict[str, Any]:
     """One process of one contender: its timed loops and the spans the sink got from it."""
     code = WORKLOAD + SETUP[name] + MEASURE
     done = subprocess.run(
@@ -250,7 +195,7 @@ def run_one(name: str, sink: Sink, runs: int, repeat: int, warmup: int) -> dict[
 
 def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) -> dict[str, Any]:
     results: dict[str, Any] = {name: {"loops": [], "spans": 0, "flushed": True} for name in names}
-    with Sink() as sink:
+    with OTLPSink() as sink:
         for _ in range(rounds):
             for name in names:
                 one = run_one(name, sink, runs, repeat, warmup)

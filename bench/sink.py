@@ -154,6 +154,13 @@ class OTLPSink:
             self._runs_started.clear()
             self._runs_finished.clear()
 
+    def take(self) -> int:
+        """The spans counted since the last ``take``/``reset``, and start counting again."""
+        with self._lock:
+            spans = self.span_count
+        self.reset()
+        return spans
+
     def wait_for(self, spans: int, timeout: float) -> bool:
         """Wait until ``spans`` arrived or ``timeout`` passed; ``True`` if they all arrived."""
         deadline = time.monotonic() + timeout
