@@ -1,0 +1,294 @@
+"""The project's environments: locked virtualenvs for every supported Python, set up from nothing.
+
+Run with any Python 3.10+ (standard library only); the Makefile calls it::
+
+    python3 tools/testenv.py setup              # .venv for this interpreter, from its lock
+    python3 tools/testenv.py setup 3.12         # .venvs/py3.12 for CPython 3.12, from its lock
+    python3 tools/testenv.py test 3.12 [ARGS]   # set up, then run pytest there
+    python3 tools/testenv.py interop            # .venv-interop with Arize Phoenix, from its lock
+    python3 tools/testenv.py matrix [ARGS]      # every other supported Python, one after another
+    python3 tools/testenv.py latest [ARGS]      # newest releases pyproject.toml allows, unlocked
+    python3 tools/testenv.py lock               # recompile every lock against today's releases
+    python3 tools/testenv.py lock --keep        # the same, keeping every pin still allowed
+
+Every environment is installed from a committed lock under ``requirements/`` (``uv pip compile``
+output with exact versions, one per Python because resolutions differ), with ``uv pip sync``, so a
+fresh clone today and in three months installs the same versions. A stamp in each venv records the
+hash of the lock it was synced from; an unchanged lock costs nothing. uv itself is pinned in the
+lock and bootstrapped with pip into ``.venv``.
+
+Interpreters are found on ``PATH`` (``python3.12``) or under pyenv (``$PYENV_ROOT/versions``). A
+missing one is an error under CI (``CI=true``) and a loud warning elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCKS = ROOT / "requirements"
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
+DEFAULT_VENV = ROOT / ".venv"
+MATRIX_VENVS = ROOT / ".venvs"
+INTEROP_VENV = ROOT / ".venv-interop"
+INTEROP_PYTHON = "3.11"
+STAMP = ".lock-sha256"
+BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def say(message: str) -> None:
+    print(f"testenv: {message}", file=sys.stderr, flush=True)
+
+
+def run(*args: str | Path, **kwargs: object) -> None:
+    subprocess.run([str(a) for a in args], check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def bin_dir(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def this_version() -> str:
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def dev_lock(version: str) -> Path:
+    return LOCKS / f"dev-py{version}.txt"
+
+
+def interop_lock() -> Path:
+    return LOCKS / f"interop-py{INTEROP_PYTHON}.txt"
+
+
+def pinned_uv() -> str:
+    """The uv version the default lock pins (the bootstrap one while there is no lock yet)."""
+    lock = dev_lock(this_version())
+    match = re.search(r"^uv==(\S+)", lock.read_text() if lock.exists() else "", re.MULTILINE)
+    return match.group(1) if match else BOOTSTRAP_UV
+
+
+# -- interpreters -------------------------------------------------------------------------------
+def find_python(version: str) -> Path | None:
+    """A working CPython ``version`` interpreter: on PATH first, then under pyenv."""
+    if version == this_version():
+        return Path(sys.executable)
+    candidates: list[Path] = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(Path(on_path))
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted((pyenv_root / "versions").glob(f"{version}.*/bin/python{version}"), reverse=True)
+    for candidate in candidates:
+        probe = subprocess.run(
+            [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def missing_python(version: str) -> None:
+    message = (
+        f"CPython {version} was not found (looked for python{version} on PATH and under "
+        f"$PYENV_ROOT/versions); the suite cannot run on it"
+    )
+    if IN_CI:
+        raise SystemExit(f"testenv: error: {message}")
+    say("=" * 78)
+    say(f"WARNING: {message}. Skipped here; CI fails on this.")
+    say("=" * 78)
+
+
+# -- environments -------------------------------------------------------------------------------
+def uv() -> Path:
+    """uv at the version the default lock pins, bootstrapped into .venv with pip."""
+    exe = bin_dir(DEFAULT_VENV) / "uv"
+    version = pinned_uv()
+    if exe.exists():
+        current = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout.split()
+        if len(current) >= 2 and current[1] == version:
+            return exe
+    python = bin_dir(DEFAULT_VENV) / "python"
+    if not python.exists():
+        run(sys.executable, "-m", "venv", DEFAULT_VENV)
+    elif subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        run(python, "-m", "ensurepip", "--default-pip")  # uv pip sync removes pip: the lock has none
+    say(f"installing uv {version} into {DEFAULT_VENV.name}")
+    run(
+        bin_dir(DEFAULT_VENV) / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"uv=={version}",
+    )
+    return exe
+
+
+def uv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")  # interpreters come from this machine only
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def sync(venv: Path, python: Path, lock: Path, *, editable: bool) -> Path:
+    """Make ``venv`` hold exactly what ``lock`` pins (plus this project, editable); idempotent."""
+    digest = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = venv / STAMP
+    venv_python = bin_dir(venv) / "python"
+    if stamp.exists() and stamp.read_text().strip() == digest and venv_python.exists():
+        return venv_python
+    started = time.monotonic()
+    tool = uv()
+    env = uv_env()
+    if not venv_python.exists():
+        run(tool, "venv", "--quiet", "--python", python, venv, env=env)
+    run(tool, "pip", "sync", "--quiet", "--python", venv_python, lock, env=env)
+    if editable:
+        run(tool, "pip", "install", "--quiet", "--python", venv_python, "--no-deps", "-e", ROOT, env=env)
+    stamp.write_text(digest + "\n")
+    say(f"{venv.relative_to(ROOT)} synced from {lock.relative_to(ROOT)} in {time.monotonic() - started:.1f}s")
+    return venv_python
+
+
+def setup(version: str | None = None) -> Path | None:
+    """The venv's python for ``version`` (default: this interpreter's), synced from its lock."""
+    version = version or this_version()
+    if version not in SUPPORTED:
+        raise SystemExit(f"testenv: Python {version} is not supported ({', '.join(SUPPORTED)})")
+    lock = dev_lock(version)
+    if not lock.exists():
+        raise SystemExit(f"testenv: no lock for Python {version} ({lock.relative_to(ROOT)}); run make lock")
+    python = find_python(version)
+    if python is None:
+        missing_python(version)
+        return None
+    venv = DEFAULT_VENV if version == this_version() else MATRIX_VENVS / f"py{version}"
+    return sync(venv, python, lock, editable=True)
+
+
+def interop() -> Path:
+    """.venv-interop: Arize Phoenix, from its lock, beside (never inside) the project's venv."""
+    python = find_python(INTEROP_PYTHON)
+    if python is None:
+        raise SystemExit(f"testenv: error: the interop tests need CPython {INTEROP_PYTHON}")
+    sync(INTEROP_VENV, python, interop_lock(), editable=False)
+    return bin_dir(INTEROP_VENV) / "phoenix"
+
+
+def pytest(python: Path, args: list[str]) -> int:
+    return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT).returncode
+
+
+def matrix(args: list[str]) -> int:
+    """The suite, minus the interop tests, on every supported Python but this one."""
+    failed = []
+    for version in SUPPORTED:
+        if version == this_version():
+            continue
+        python = setup(version)
+        if python is None:
+            continue
+        say(f"the suite on Python {version}")
+        if pytest(python, ["-m", "not interop", *args]) != 0:
+            failed.append(version)
+    if failed:
+        say(f"FAILED on Python {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def latest(args: list[str]) -> int:
+    """The suite against the newest releases pyproject.toml allows (unlocked, refreshed)."""
+    venv = MATRIX_VENVS / "latest"
+    tool = uv()
+    env = uv_env()
+    run(tool, "venv", "--quiet", "--clear", "--python", sys.executable, venv, env=env)
+    python = bin_dir(venv) / "python"
+    run(tool, "pip", "install", "--quiet", "--refresh", "--python", python, "-e", f"{ROOT}[dev]", env=env)
+    frozen = subprocess.run(
+        [str(tool), "pip", "freeze", "--python", str(python)], capture_output=True, text=True, env=env
+    ).stdout
+    wanted = ("langchain-core", "langgraph", "llama-index-core", "opentelemetry-sdk", "openai", "anthropic")
+    say("newest releases: " + ", ".join(line for line in frozen.splitlines() if line.startswith(wanted)))
+    return pytest(python, args)
+
+
+def lock(upgrade: bool) -> None:
+    """Recompile every lock: to the newest releases, or keeping today's pins where still allowed."""
+    tool = uv()
+    env = uv_env()
+    flags = ["--quiet", "--upgrade"] if upgrade else ["--quiet"]
+    for version in SUPPORTED:
+        run(
+            tool,
+            "pip",
+            "compile",
+            *flags,
+            "--python-version",
+            version,
+            "--extra",
+            "dev",
+            "--output-file",
+            dev_lock(version).relative_to(ROOT),
+            "pyproject.toml",
+            cwd=ROOT,
+            env=env,
+        )
+    run(
+        tool,
+        "pip",
+        "compile",
+        *flags,
+        "--python-version",
+        INTEROP_PYTHON,
+        "--output-file",
+        interop_lock().relative_to(ROOT),
+        "requirements/interop.in",
+        cwd=ROOT,
+        env=env,
+    )
+    say("locks recompiled; review `git diff requirements/` and run make test")
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "setup":
+        python = setup(rest[0] if rest else None)
+        if python is not None:
+            print(python)
+        return 0
+    if command == "test":
+        python = setup(rest[0])
+        return 0 if python is None else pytest(python, rest[1:])
+    if command == "interop":
+        print(interop())
+        return 0
+    if command == "matrix":
+        return matrix(rest)
+    if command == "latest":
+        return latest(rest)
+    if command == "lock":
+        lock(upgrade="--keep" not in rest)
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
