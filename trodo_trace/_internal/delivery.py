@@ -22,7 +22,6 @@ Every item ends in exactly one of ``exported``, ``rejected``, ``spooled`` (waiti
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -32,10 +31,10 @@ from typing import Any
 
 import tenacity
 
+from .counter import Counter
 from .errors import internal_error
 from .hub import DRAIN_BUDGET_S, Hub
 from .otlp_transport import Attempt
-from .pipeline import counter_value
 
 logger = logging.getLogger("trodo_trace")
 
@@ -101,7 +100,7 @@ class SignalDelivery:
         self._stop = threading.Event()
         self.stopping = False
         self._overflow: deque[Any] = deque()
-        self._overflow_in = itertools.count()
+        self._overflow_in = Counter()
         self._overflow_done = 0
         self._overflow_wake = threading.Event()
         self._overflow_thread: threading.Thread | None = None
@@ -270,7 +269,7 @@ class SignalDelivery:
         if len(buffer) >= self.max_buffer:
             self._spool_overflow(once=True)
         buffer.append(item)
-        next(self._overflow_in)
+        self._overflow_in.increment()
         if self._overflow_thread is None:
             self._start_spooler()
         if not self._overflow_wake.is_set():
@@ -339,7 +338,7 @@ class SignalDelivery:
         """Wait for the spooler, then for a drain of the spool; ``True`` when nothing of ours waits on
         disk and nothing was rejected since the last flush."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        while self._overflow_done < counter_value(self._overflow_in):
+        while self._overflow_done < self._overflow_in.value:
             if time.monotonic() >= deadline:
                 return False
             self._overflow_wake.set()

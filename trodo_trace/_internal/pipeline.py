@@ -11,7 +11,6 @@ send a disk spool), and ``abandon(items)`` at shutdown for what the worker did n
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -19,14 +18,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .counter import Counter
 from .errors import internal_error, log_once
 
 logger = logging.getLogger("trodo_trace")
-
-
-def counter_value(counter: itertools.count) -> int:
-    """Read an ``itertools.count`` without advancing it (``next`` on it is atomic under the GIL)."""
-    return counter.__reduce__()[1][0]  # type: ignore[index]
 
 
 class Pipeline:
@@ -62,9 +57,9 @@ class Pipeline:
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._done = threading.Condition(threading.Lock())
-        self._submitted = itertools.count()
-        self._dropped = itertools.count()
-        self._overflowed = itertools.count()
+        self._submitted = Counter()
+        self._dropped = Counter()
+        self._overflowed = Counter()
         self._processed = 0
         self._in_flight = 0
         self._abandoned = 0
@@ -85,9 +80,9 @@ class Pipeline:
     def submit(self, item: Any) -> None:
         queue = self._queue
         if len(queue) >= self._max_queue or self._stopped:
-            next(self._overflowed)
+            self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
-                next(self._dropped)
+                self._dropped.increment()
                 log_once(
                     "queue-full:" + self._name,
                     "trodo_trace: export queue full (%d); items are being dropped",
@@ -95,7 +90,7 @@ class Pipeline:
                 )
             return
         queue.append(item)
-        next(self._submitted)
+        self._submitted.increment()
         if self._thread is None:
             self._start()
         if len(queue) >= self._batch_size and not self._wake.is_set():
@@ -175,7 +170,7 @@ class Pipeline:
     # -- control -----------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         """Wait until everything submitted so far is processed; ``True`` if it was all exported."""
-        target = counter_value(self._submitted)
+        target = self._submitted.value
         failed_before = self.failed
         if self._thread is None:
             if target == 0:
@@ -196,7 +191,7 @@ class Pipeline:
 
     def pending(self) -> bool:
         """Whether submitted items are still queued or being exported."""
-        return self._processed < counter_value(self._submitted) and not self._handed_over
+        return self._processed < self._submitted.value and not self._handed_over
 
     def shutdown(self, timeout: float, reserve: float | None = None) -> bool:
         """Flush within ``timeout``, then stop the worker (without waiting past the deadline).
@@ -241,11 +236,11 @@ class Pipeline:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "queued": counter_value(self._submitted),
+            "queued": self._submitted.value,
             "exported": self.exported,
             "failed": self.failed,
-            "overflowed": counter_value(self._overflowed),
-            "dropped": counter_value(self._dropped),
+            "overflowed": self._overflowed.value,
+            "dropped": self._dropped.value,
             "queue_depth": len(self._queue),
             "in_flight": self._in_flight,
             "abandoned": self._abandoned,

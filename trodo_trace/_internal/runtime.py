@@ -8,7 +8,6 @@ application thread except :meth:`Runtime.on_end` (a few dict reads and a deque a
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
 import os
 import sys
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import attrs as A
 from . import spans as spans_mod
 from .config import Config, resolve
+from .counter import Counter
 from .errors import internal_error, log_once
 from .serialize import to_json
 
@@ -78,7 +78,7 @@ class Runtime:
         # In IPython/Jupyter a finished run is exported at once (a later cell or the CLI sees it);
         # elsewhere spans wait for the batch interval, so servers keep their batching.
         self.wake_on_run_end: bool = in_ipython()
-        self.started_counter = itertools.count()
+        self.started_counter = Counter()
         self.store_path = _store_path(config)
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
@@ -126,7 +126,7 @@ class Runtime:
 
     # -- hooks called by spans -----------------------------------------------------------
     def span_started(self) -> None:
-        next(self.started_counter)
+        self.started_counter.increment()
 
     def capture(self, span: spans_mod.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
         """Serialise a captured value onto ``span`` (masked and redacted) unless content is off."""
@@ -242,7 +242,7 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         pipeline = self.pipeline.stats()
         result: dict[str, Any] = {
-            "started": _counter_value(self.started_counter),
+            "started": self.started_counter.value,
             "ended": pipeline["queued"] + pipeline["overflowed"],
             "exported": pipeline["exported"],
             "failed": pipeline["failed"],
@@ -281,17 +281,12 @@ class Runtime:
         if self.sink is not None:
             self.sink.after_fork_in_child()
         self._dropped_at_flush = 0
-        self.started_counter = itertools.count()
+        self.started_counter = Counter()
         for extension in list(self.extensions):
             hook = getattr(extension, "after_fork_in_child", None)
             if hook is not None:
                 hook()
 
-
-def _counter_value(counter: itertools.count) -> int:
-    from .pipeline import counter_value
-
-    return counter_value(counter)
 
 
 def _store_path(config: Config) -> Path:

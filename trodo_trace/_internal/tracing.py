@@ -84,7 +84,7 @@ def start_span(
         _start_run(span, name, run, run_options)
     else:
         attrs[A.RUN_ID] = run.run_id
-    next(runtime.started_counter)
+    runtime.started_counter.increment()
     return span
 
 
