@@ -235,7 +235,11 @@ def test_a_missed_end_callback_does_not_capture_the_next_request():
 
 
 async def test_a_cancelled_tool_is_ended_with_its_run():
-    """An async tool cancelled mid-call (LangChain sends no end for it) is ended when its run ends."""
+    """An async tool cancelled mid-call is ended with its run, marked cancelled or unfinished; no context leaks.
+
+    LangChain releases differ: some send ``on_tool_error(CancelledError)`` for the tool, others send
+    nothing. Either way the tool's span must be ended, say why, and leave nothing open or current.
+    """
     started = asyncio.Event()
 
     @tool
@@ -254,15 +258,22 @@ async def test_a_cancelled_tool_is_ended_with_its_run():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert traces.tree(("trodo.cancelled", R.UNFINISHED)) == [
+    tree = traces.tree(("trodo.cancelled", R.UNFINISHED))
+    tool_node = tree[0]["children"][0]
+    tool_marks = tool_node["attributes"]
+    # Cancelled (an end callback arrived) or unfinished (none did, so it was closed with its run).
+    assert tool_marks in ({"trodo.cancelled": True}, {R.UNFINISHED: True}), tool_marks
+    expected_status = "ERROR" if "trodo.cancelled" in tool_marks else "OK"
+    assert tree == [
         node(
             "agent",
             "chain",
-            node("slow", "tool", attrs={R.UNFINISHED: True}),
+            node("slow", "tool", status=tool_node["status"], attrs=tool_marks),
             status="ERROR",
             attrs={"trodo.cancelled": True},
         )
     ]
+    assert tool_node["status"] == expected_status, tool_node
     assert not R.RUNS
     assert _no_current_span()
 
