@@ -1,41 +1,56 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Every environment is installed from
+# the committed locks under requirements/ by tools/testenv.py (uv, pinned in the lock).
 PYTHON ?= python3
+ENV    := $(PYTHON) tools/testenv.py
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
-INTEROP_STAMP := .venv-interop/.installed-stamp
+# pytest-xdist workers; the suite's timing-sensitive tests are written for 2 busy cores.
+WORKERS ?= 2
 
-.PHONY: demo test lint bench bench-export interop-env clean
+.PHONY: demo setup test test-default test-matrix test-latest lint lock relock bench bench-export interop-env clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+setup:
+	@$(ENV) setup >/dev/null
 
-# Arize Phoenix for the interop tests, in its own virtualenv (reused while its requirement is unchanged).
-$(INTEROP_STAMP): tests/interop/setup_env.py | $(STAMP)
-	$(PY) tests/interop/setup_env.py
+interop-env:
+	@$(ENV) interop >/dev/null
 
-interop-env: $(STAMP) $(INTEROP_STAMP)
-
-demo: $(STAMP)
+demo: setup
 	$(VENV)/bin/trodo-trace demo
 
-test: $(STAMP) $(INTEROP_STAMP)
-	$(VENV)/bin/ruff check trodo_trace tests bench
-	$(PY) -m pytest -q
+# The whole suite on this Python (with the Phoenix interop test), then on every other supported one.
+test: test-default test-matrix
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check trodo_trace tests bench
-	$(VENV)/bin/ruff format --check trodo_trace tests bench
+test-default: setup interop-env
+	$(VENV)/bin/ruff check trodo_trace tests bench tools
+	$(PY) -m pytest -q -n $(WORKERS)
+
+test-matrix: setup
+	$(ENV) matrix -q -n $(WORKERS)
+
+# Not in CI: the suite against the newest releases pyproject.toml allows, to see upstream drift first.
+test-latest:
+	$(ENV) latest -q -n $(WORKERS)
+
+lint: setup
+	$(VENV)/bin/ruff check trodo_trace tests bench tools
+	$(VENV)/bin/ruff format --check trodo_trace tests bench tools
+
+# Recompile the locks: `make lock` moves every pin to the newest allowed release;
+# `make relock` keeps today's pins and only follows changes to pyproject.toml.
+lock:
+	$(ENV) lock
+
+relock:
+	$(ENV) lock --keep
 
 # The whole suite beside the peers (one virtualenv each under bench/.envs/); writes BENCHMARKS.md.
 # BENCH_ARGS=--quick for small counts.
-bench: $(STAMP)
+bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-export: $(STAMP)
+bench-export: setup
 	$(PY) bench/export.py
 
 clean:
-	rm -rf $(VENV) .venv-interop .trodo .pytest_cache
+	rm -rf $(VENV) .venvs .venv-interop .trodo .pytest_cache
