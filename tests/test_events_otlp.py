@@ -170,6 +170,12 @@ def test_batches_by_size_then_rest_on_flush(http_receiver):
     assert log_batches(http_receiver) == []
     trodo.track("u-1", "sized_event", {"index": 3})
     assert wait_for_logs(http_receiver, 4)
+    # Let the worker finish its round (it drains whatever is queued when it is awake), so the
+    # next two events find it asleep.
+    deadline = time.monotonic() + 10
+    while trodo.stats()["events_exported"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
     for index in range(4, 6):
         trodo.track("u-1", "sized_event", {"index": index})
     time.sleep(0.2)
