@@ -100,3 +100,13 @@ def test_a_shim_log_record_encodes_with_the_installed_encoder():
             "time_unix_nano": 1_700_000_000_000_000_001,
         },
     ]
+
+
+def test_the_sdk_private_names_we_use_are_still_there():
+    """The SDK provider's span processor and default resource are found on this release."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    assert otel_compat.active_span_processor(TracerProvider()) is not None
+    assert otel_compat.active_span_processor(NoOpTracerProvider()) is None
+    assert otel_compat.default_resource().attributes["telemetry.sdk.language"] == "python"

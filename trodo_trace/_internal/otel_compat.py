@@ -4,8 +4,13 @@ The supported range (``opentelemetry-sdk>=1.27``) spans an API break in the logs
 a log record for the exporters is ``LogData(log_record=sdk LogRecord(...), instrumentation_scope)``;
 1.39 removed ``LogData`` and takes ``ReadableLogRecord(log_record=api LogRecord(...), resource,
 instrumentation_scope)``. Everything else builds log records through :func:`log_record`, which picks
-the form by the installed version, read once. The suite runs on both ends of the range (the newest
-in the locks, the oldest in ``requirements/oldest-py3.10.txt``).
+the form by the installed version, read once.
+
+The SDK's private names we cannot do without are reached here only, each with a fallback:
+``TracerProvider._active_span_processor`` (dual export hands finished spans to a user's provider's
+processors; there is no public accessor) and ``resources._DEFAULT_RESOURCE`` (the SDK's default
+resource, for building one at interpreter exit). The suite runs on both ends of the range (the
+newest in the locks, the oldest in ``requirements/oldest-py3.10.txt``).
 
 Imported only on the export thread (it loads the OpenTelemetry SDK).
 """
@@ -122,3 +127,16 @@ def _log_data(
         attributes=attributes,
     )
     return LogData(log_record=record, instrumentation_scope=scope)
+
+
+def active_span_processor(provider: Any) -> Any | None:
+    """The SDK ``TracerProvider``'s composite span processor (``None`` for any other provider)."""
+    processor = getattr(provider, "_active_span_processor", None)
+    return processor if callable(getattr(processor, "on_end", None)) else None
+
+
+def default_resource() -> Any:
+    """The SDK's default resource (``telemetry.sdk.*``), or an empty one if the SDK hides it."""
+    from opentelemetry.sdk import resources
+
+    return getattr(resources, "_DEFAULT_RESOURCE", None) or resources.Resource.get_empty()
