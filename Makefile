@@ -24,6 +24,7 @@ test: test-default test-matrix
 test-default: setup interop-env
 	$(VENV)/bin/ruff check trodo_trace tests bench tools
 	$(PY) -m pytest -q -n $(WORKERS)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-matrix: setup
 	$(ENV) matrix -q -n $(WORKERS)
