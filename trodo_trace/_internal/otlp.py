@@ -180,9 +180,10 @@ def make_log_export(
     thread; identity by default).
 
     Example:
-        >>> export = make_log_export(runtime_mod.get())  # doctest: +SKIP
-        >>> export([readable_log_record])  # doctest: +SKIP
-        True
+        >>> make_log_export(runtime_mod.get())   # no endpoint configured: events go to the local store
+        Traceback (most recent call last):
+        ...
+        ValueError: no OTLP endpoint for logs: set endpoint or logs_endpoint
 
     Raises:
         ValueError: no OTLP endpoint is configured for logs.

@@ -19,6 +19,8 @@ def fastapi_middleware(app: A) -> A:
     once, and return the app: requests from a traced caller join the caller's run.
 
     Example:
+        >>> from fastapi import FastAPI
+        >>> import trodo_trace as trodo
         >>> app = trodo.fastapi_middleware(FastAPI())
 
     Raises:
@@ -42,6 +44,7 @@ def instrument_httpx() -> None:
     """Add the propagation headers to httpx requests sent inside a run (idempotent).
 
     Example:
+        >>> import trodo_trace as trodo
         >>> trodo.instrument_httpx()
 
     Raises:
@@ -56,6 +59,7 @@ def instrument_requests() -> None:
     """Add the propagation headers to ``requests`` calls sent inside a run (idempotent).
 
     Example:
+        >>> import trodo_trace as trodo
         >>> trodo.instrument_requests()
 
     Raises:
