@@ -443,9 +443,15 @@ def make_certificates(directory: Path) -> dict[str, str]:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, extra in (("server", ["-extfile", "san.ext"]), ("client", [])):
+    # RFC 5280 extensions throughout: Python 3.13 verifies with VERIFY_X509_STRICT by default.
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    openssl(
+        "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca", *ca_ext
+    )  # fmt: skip
+    leaf = "basicConstraints=critical,CA:FALSE\nauthorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+    (directory / "server.ext").write_text(leaf + "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (directory / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
+    for name, extra in (("server", ["-extfile", "server.ext"]), ("client", ["-extfile", "client.ext"])):
         openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
         openssl(
             "x509",

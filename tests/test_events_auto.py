@@ -399,6 +399,7 @@ def receiver_event(record: dict) -> dict:
     }
 
 
+@pytest.mark.serial  # the hook waits a bounded 2 s for delivery
 @pytest.mark.parametrize("mode", ["main", "thread", "asyncio"])
 @pytest.mark.parametrize("hard_exit", [False, True], ids=["exit", "hard-exit"])
 def test_crashing_process_sends_one_server_error_over_otlp(mode, hard_exit, tmp_path):
