@@ -19,7 +19,7 @@ from opentelemetry import trace
 from test_langchain_fakes import node, search, sort_children
 
 import trodo_trace as trodo
-from trodo_trace._internal import errors
+from trodo_trace._internal.core import errors
 from trodo_trace.callbacks import _langchain_extract as X
 from trodo_trace.callbacks import _langchain_runs as R
 from trodo_trace.callbacks import langchain as lc

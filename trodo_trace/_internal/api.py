@@ -9,10 +9,10 @@ from typing import Any, TypeVar, cast, overload
 from opentelemetry import trace as trace_api
 
 from . import runtime as runtime_mod
-from . import spans as S
-from .decorators import SpanSpec, record_error
-from .runview import RunResult
-from .tracing import TRACER, RunOptions
+from .core import spans as S
+from .core.decorators import SpanSpec, record_error
+from .core.tracing import TRACER, RunOptions
+from .display.runview import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")

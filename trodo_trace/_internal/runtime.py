@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import attrs as A
-from . import spans as spans_mod
 from .config import Config, resolve
-from .counter import Counter
-from .errors import internal_error, log_once
-from .serialize import to_json
+from .core import attrs as A
+from .core import spans as spans_mod
+from .core.counter import Counter
+from .core.errors import internal_error, log_once
+from .core.serialize import to_json
 
 if TYPE_CHECKING:
     pass
@@ -35,7 +35,7 @@ logger = logging.getLogger("trodo_trace")
 
 def __getattr__(name: str) -> Any:
     if name == "SCOPE":
-        from .resource import SCOPE
+        from .export.resource import SCOPE
 
         return SCOPE
     raise AttributeError(name)
@@ -45,12 +45,12 @@ class Runtime:
     """Everything ``init()`` builds."""
 
     def __init__(self, config: Config):
-        from .convert import to_readable
-        from .pipeline import Pipeline
-        from .pricing import PricingTable
-        from .redact import Scrubber, redact_secrets
-        from .resource import SCOPE, build_resource
-        from .runview import in_ipython
+        from .core.pricing import PricingTable
+        from .display.runview import in_ipython
+        from .export.convert import to_readable
+        from .export.pipeline import Pipeline
+        from .export.redact import Scrubber, redact_secrets
+        from .export.resource import SCOPE, build_resource
 
         self._to_readable = to_readable
         self._scope = SCOPE
@@ -71,7 +71,7 @@ class Runtime:
         )
         self.forward_spans: Callable[[list[Any]], None] | None = None
         if config.tracer_provider is not None:
-            from .dual import attach_provider
+            from .export.dual import attach_provider
 
             self.forward_spans = attach_provider(config.tracer_provider)
         self.last_run: spans_mod.Run | None = None
@@ -290,7 +290,7 @@ class Runtime:
 
 
 def _store_path(config: Config) -> Path:
-    from .store import default_store_path
+    from .store.local import default_store_path
 
     path = Path(config.store_path) if config.store_path else default_store_path()
     return path.expanduser().absolute()
@@ -305,10 +305,10 @@ EXPORTER_FACTORIES: dict[
 def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable[[], None] | None]:
     config = runtime.config
     if config.endpoint or config.traces_endpoint:
-        from . import otlp  # noqa: F401  (registers the "otlp" factory)
+        from .export import otlp  # noqa: F401  (registers the "otlp" factory)
 
         return EXPORTER_FACTORIES["otlp"](runtime)
-    from .store import LocalStore, LocalStoreExporter
+    from .store.local import LocalStore, LocalStoreExporter
 
     exporter = LocalStoreExporter(LocalStore(runtime.store_path))
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown

@@ -14,8 +14,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 
-from .._internal import attrs as A
-from .._internal.extract import Usage, extract_usage
+from .._internal.core import attrs as A
+from .._internal.core.extract import Usage, extract_usage
 
 #: Runs LangChain and LangGraph mark as internal plumbing: no span, their children go to the parent.
 HIDDEN_TAG = "langsmith:hidden"
@@ -327,6 +327,6 @@ def is_bubble_up(error: BaseException) -> bool:
 def text(value: Any) -> str:
     if isinstance(value, str):
         return value[:4096]
-    from .._internal.serialize import to_json
+    from .._internal.core.serialize import to_json
 
     return to_json(value, 4096)

@@ -21,9 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 
-from .._internal import spans as S
-from .._internal.errors import log_once
-from .._internal.tracing import start_span
+from .._internal.core import spans as S
+from .._internal.core.errors import log_once
+from .._internal.core.tracing import start_span
 
 UNFINISHED = "trodo.langchain.unfinished"
 

@@ -23,9 +23,9 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 
-from .._internal import attrs as A
-from .._internal import spans as S
-from .._internal.decorators import record_error
+from .._internal.core import attrs as A
+from .._internal.core import spans as S
+from .._internal.core.decorators import record_error
 from . import _llamaindex_extract as X
 
 if TYPE_CHECKING:

@@ -20,12 +20,12 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .._internal import attrs as A
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_error
-from .._internal.errors import log_once
-from .._internal.tracing import start_span
+from .._internal.core import attrs as A
+from .._internal.core import spans as S
+from .._internal.core.decorators import record_error
+from .._internal.core.errors import log_once
+from .._internal.core.tracing import start_span
 from . import _llamaindex_events as events
 from . import _llamaindex_extract as X
 from . import _llamaindex_stream as streams

@@ -19,8 +19,8 @@ from llama_index.core.instrumentation.span import active_span_id
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .._internal import attrs as A
-from .._internal.decorators import record_error
+from .._internal.core import attrs as A
+from .._internal.core.decorators import record_error
 
 if TYPE_CHECKING:
     from ._llamaindex_spans import Core, Rec

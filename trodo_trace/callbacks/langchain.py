@@ -45,13 +45,13 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from opentelemetry.trace.status import StatusCode
 
-from .._internal import attrs as A
-from .._internal import errors
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_documents, record_error
-from .._internal.errors import internal_error
-from .._internal.tracing import RunOptions
+from .._internal.core import attrs as A
+from .._internal.core import errors
+from .._internal.core import spans as S
+from .._internal.core.decorators import record_documents, record_error
+from .._internal.core.errors import internal_error
+from .._internal.core.tracing import RunOptions
 from . import _langchain_extract as X
 from . import _langchain_runs as R
 

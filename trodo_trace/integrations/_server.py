@@ -10,11 +10,11 @@ from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.status import StatusCode
 
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_error
-from .._internal.errors import internal_error
-from .._internal.propagation import join_context, read_headers, token_for
-from .._internal.tracing import start_span
+from .._internal.core import spans as S
+from .._internal.core.decorators import record_error
+from .._internal.core.errors import internal_error
+from .._internal.core.propagation import join_context, read_headers, token_for
+from .._internal.core.tracing import start_span
 
 
 class ServerRequest:

@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import attrs as A
-from .errors import log_once
-from .serialize import to_json
+from ..core import attrs as A
+from ..core.errors import log_once
+from ..core.serialize import to_json
 
 REDACTED = "[REDACTED]"
 

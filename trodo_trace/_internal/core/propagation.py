@@ -32,7 +32,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 
-from . import runtime as runtime_mod
+from .. import runtime as runtime_mod
 from . import spans as S
 
 logger = logging.getLogger("trodo_trace")

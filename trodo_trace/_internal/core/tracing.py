@@ -11,8 +11,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 
+from .. import runtime as runtime_mod
 from . import attrs as A
-from . import runtime as runtime_mod
 from . import spans as S
 from .spans import Run, RunRef, TrodoSpan
 

@@ -7,8 +7,8 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .config import Config
-from .version import VERSION
+from ..config import Config
+from ..version import VERSION
 
 SCOPE = InstrumentationScope("trodo_trace", VERSION)
 

@@ -12,8 +12,8 @@ Endpoints follow the OTLP exporter specification: a base endpoint (``endpoint=``
 
 A second signal reuses the same machinery. Events (log records) are exported with::
 
-    from trodo_trace._internal import otlp
-    from trodo_trace._internal.pipeline import Pipeline
+    from trodo_trace._internal.export import otlp
+    from trodo_trace._internal.export.pipeline import Pipeline
 
     export = otlp.make_log_export(runtime)             # a SignalDelivery for "logs"
     pipeline = Pipeline(export, batch_size=..., interval_s=..., max_queue=...,
@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from . import runtime as runtime_mod
+from .. import runtime as runtime_mod
+from ..core.errors import log_once
 from .delivery import SignalDelivery
-from .errors import log_once
 from .hub import Hub, new_owner
 from .otlp_transport import SIGNALS, TransportOptions, make_sender
 from .spool import Spool

@@ -20,9 +20,9 @@ from typing import Any
 
 from opentelemetry.trace.status import StatusCode
 
-from . import attrs as A
-from . import spans as S
-from .errors import internal_error
+from ..core import attrs as A
+from ..core import spans as S
+from ..core.errors import internal_error
 
 #: Sub-runs of a stored run placed in its waterfall (each costs a store query).
 MAX_SUB_RUNS = 50
@@ -122,8 +122,8 @@ def _sub_run_entry(run: S.Run) -> dict[str, Any]:
 
 
 def _default_store_path() -> Path:
-    from . import runtime as runtime_mod
-    from .store import default_store_path
+    from .. import runtime as runtime_mod
+    from ..store.local import default_store_path
 
     runtime = runtime_mod.current()
     return runtime.store_path if runtime is not None else default_store_path().expanduser().absolute()
@@ -215,7 +215,7 @@ class RunView:
         Raises:
             ValueError: no store file, no such run, or a prefix matching several runs.
         """
-        from .store import LocalStore
+        from ..store.local import LocalStore
 
         path = Path(store_path).expanduser() if store_path is not None else _default_store_path()
         if not path.is_file():
@@ -253,7 +253,7 @@ class RunView:
     # -- rendering -----------------------------------------------------------------------------
     def to_html(self, result: Any = _NO_RESULT) -> str:
         """The waterfall as one self-contained HTML fragment (``result``: a value shown above it)."""
-        from .display import waterfall_html
+        from .waterfall import waterfall_html
 
         caption = None if result is _NO_RESULT else _preview(result)
         return waterfall_html(self.run, self.spans, self.sub_runs, self.parent_run, self.notes, caption)
@@ -348,7 +348,7 @@ class RunResult(tuple):  # type: ignore[type-arg]
 
 
 def _find_in_memory(run_id: str) -> S.Run | None:
-    from . import runtime as runtime_mod
+    from .. import runtime as runtime_mod
 
     runtime = runtime_mod.current()
     candidates = list(S.RECENT_RUNS)

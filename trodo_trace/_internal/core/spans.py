@@ -139,12 +139,12 @@ class Run(RunRef):
 
     # -- display (Jupyter / IPython) -------------------------------------------------------------
     def _repr_html_(self) -> str | None:
-        from .runview import run_html
+        from ..display.runview import run_html
 
         return run_html(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from .runview import run_pretty
+        from ..display.runview import run_pretty
 
         run_pretty(self, printer, cycle)
 

@@ -19,9 +19,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from . import attrs as A
-from . import spans as spans_mod
-from .errors import log_once
+from ..core import attrs as A
+from ..core import spans as spans_mod
+from ..core.errors import log_once
 
 _SCOPE_NAME = "trodo_trace"
 

@@ -2,7 +2,7 @@
 
 An event is validated and normalised on the caller's thread (a few type checks and one pass over
 the properties), stamped with the current run and trace context, and handed to the runtime's
-:class:`~trodo_trace._internal.event_sink.EventSink` — a second export pipeline beside the span
+:class:`~trodo_trace._internal.events.sink.EventSink` — a second export pipeline beside the span
 pipeline. Developer mistakes raise ``ValueError``/``TypeError`` naming the argument; recoverable
 ones (reserved or non-JSON properties, a name that is not snake_case) warn once with
 :class:`EventWarning` and the event is still sent.
@@ -26,11 +26,11 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry import trace as trace_api
 
-from . import runtime as runtime_mod
-from . import spans as S
-from .errors import internal_error
-from .event_sink import Event, sink_for
-from .serialize import to_json
+from .. import runtime as runtime_mod
+from ..core import spans as S
+from ..core.errors import internal_error
+from ..core.serialize import to_json
+from .sink import Event, sink_for
 
 R = TypeVar("R")
 
@@ -325,7 +325,7 @@ def error_fields(
     The message and trace go through the runtime's secret redaction; with ``capture_content=False``
     the message is left out and the trace keeps its frames only.
     """
-    from .redact import strip_exception_messages
+    from ..export.redact import strip_exception_messages
 
     runtime = runtime or S.RUNTIME or runtime_mod.get()
     tb = exc.__traceback__ if tb is None else tb
@@ -464,7 +464,7 @@ class UserContext:
         Example:
             >>> result, run_id = trodo.for_user("user-42").wrap_agent("triage", lambda run: "done")
         """
-        from .api import wrap_agent
+        from ..api import wrap_agent
 
         return wrap_agent(
             name,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import internal_error
+from ..core.errors import internal_error
 from .otlp_transport import SIGNALS, Attempt, Sender
 from .spool import Spool, SpoolFile, pid_alive
 

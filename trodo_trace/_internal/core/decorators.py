@@ -18,8 +18,8 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
+from .. import runtime as runtime_mod
 from . import attrs as A
-from . import runtime as runtime_mod
 from . import spans as S
 from .errors import internal_error
 from .extract import extract_documents, extract_response_model, extract_usage
