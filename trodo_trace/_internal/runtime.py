@@ -46,7 +46,6 @@ class Runtime:
 
     def __init__(self, config: Config):
         from .core.pricing import PricingTable
-        from .display.runview import in_ipython
         from .export.convert import to_readable
         from .export.pipeline import Pipeline
         from .export.redact import Scrubber, redact_secrets
@@ -288,6 +287,16 @@ class Runtime:
                 hook()
 
 
+def in_ipython() -> bool:
+    """True inside an IPython shell or a Jupyter kernel."""
+    module = sys.modules.get("IPython")
+    if module is None:
+        return False
+    try:
+        return module.get_ipython() is not None
+    except Exception:
+        return False
+
 
 def _store_path(config: Config) -> Path:
     from .store.local import default_store_path
@@ -296,18 +305,12 @@ def _store_path(config: Config) -> Path:
     return path.expanduser().absolute()
 
 
-#: Builders of span exporters by kind; the OTLP export module registers itself here.
-EXPORTER_FACTORIES: dict[
-    str, Callable[[Runtime], tuple[str, Callable[..., Any], Callable[[], None] | None]]
-] = {}
-
-
 def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable[[], None] | None]:
     config = runtime.config
     if config.endpoint or config.traces_endpoint:
-        from .export import otlp  # noqa: F401  (registers the "otlp" factory)
+        from .export.otlp import span_export
 
-        return EXPORTER_FACTORIES["otlp"](runtime)
+        return span_export(runtime)
     from .store.local import LocalStore, LocalStoreExporter
 
     exporter = LocalStoreExporter(LocalStore(runtime.store_path))

@@ -8,7 +8,7 @@ outermost call's result counts; sibling calls under one merged span add up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.instrumentation.events.chat_engine import StreamChatErrorEvent
 from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
@@ -27,12 +27,10 @@ from .._internal.core import attrs as A
 from .._internal.core import spans as S
 from .._internal.core.decorators import record_error
 from . import _llamaindex_extract as X
-
-if TYPE_CHECKING:
-    from ._llamaindex_spans import Core, Entry, Rec
+from ._llamaindex_records import Entry, Rec, State
 
 
-def start_call(core: Core, entry: Entry) -> bool:
+def start_call(core: State, entry: Entry) -> bool:
     """Count one started call of ``entry``'s span; ``True`` when it is the outermost one."""
     rec = entry.rec
     assert rec is not None
@@ -44,7 +42,7 @@ def start_call(core: Core, entry: Entry) -> bool:
     return top
 
 
-def end_call(core: Core, entry: Entry) -> bool | None:
+def end_call(core: State, entry: Entry) -> bool | None:
     """Close the last started call of ``entry``'s span: ``None`` when none is open, else whether
     it was the outermost one (only its result counts)."""
     rec = entry.rec
@@ -56,7 +54,7 @@ def end_call(core: Core, entry: Entry) -> bool | None:
         return entry.calls.pop()
 
 
-def close_calls(core: Core, entry: Entry) -> bool:
+def close_calls(core: State, entry: Entry) -> bool:
     """Close every call ``entry``'s span left open; ``True`` when there was one."""
     rec = entry.rec
     assert rec is not None
@@ -67,7 +65,7 @@ def close_calls(core: Core, entry: Entry) -> bool:
     return count > 0
 
 
-def llm_start(core: Core, entry: Entry, event: Any) -> None:
+def llm_start(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.LLM or not start_call(core, entry):
         return
@@ -85,7 +83,7 @@ def llm_start(core: Core, entry: Entry, event: Any) -> None:
             A.write_model(attributes, model, core.extract("provider", X.provider, rec.instance))
 
 
-def llm_progress(core: Core, entry: Entry, event: Any) -> None:
+def llm_progress(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.LLM or rec.first_token:
         return
@@ -96,7 +94,7 @@ def llm_progress(core: Core, entry: Entry, event: Any) -> None:
     span.attributes[A.TTFT_MS] = round((S.now_ns() - span.start_ns) / 1e6, 3)
 
 
-def llm_end(core: Core, entry: Entry, event: Any) -> None:
+def llm_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.LLM:
         return
@@ -105,7 +103,7 @@ def llm_end(core: Core, entry: Entry, event: Any) -> None:
     core.maybe_end(rec)
 
 
-def llm_response(core: Core, rec: Rec, response: Any) -> None:
+def llm_response(core: State, rec: Rec, response: Any) -> None:
     """Output, token usage (from the raw provider response) and response model of one LLM call."""
     value = core.extract("llm output", X.response_output, response)
     if value is not None:
@@ -121,7 +119,7 @@ def llm_response(core: Core, rec: Rec, response: Any) -> None:
             A.write_model(attributes, model, None)
 
 
-def add_usage(core: Core, rec: Rec, usage: tuple[int | None, ...]) -> None:
+def add_usage(core: State, rec: Rec, usage: tuple[int | None, ...]) -> None:
     with core.lock:
         if rec.usage is None:
             rec.usage = list(usage)
@@ -132,7 +130,7 @@ def add_usage(core: Core, rec: Rec, usage: tuple[int | None, ...]) -> None:
             ]
 
 
-def exception(core: Core, entry: Entry, event: Any) -> None:
+def exception(core: State, entry: Entry, event: Any) -> None:
     """A streamed LLM call failed, or its stream was closed before the end."""
     rec = entry.rec
     if rec is None or rec.role != X.LLM:
@@ -149,18 +147,18 @@ def exception(core: Core, entry: Entry, event: Any) -> None:
     core.maybe_end(rec)
 
 
-def stream_chat_error(core: Core, entry: Entry, event: Any) -> None:
+def stream_chat_error(core: State, entry: Entry, event: Any) -> None:
     """A chat engine's stream failed in the thread writing it to memory."""
     if entry.rec is not None:
         record_error(entry.rec.span, event.exception)
 
 
-def embedding_start(core: Core, entry: Entry, event: Any) -> None:
+def embedding_start(core: State, entry: Entry, event: Any) -> None:
     if entry.rec is not None and entry.rec.role == X.EMBEDDING:
         start_call(core, entry)
 
 
-def embedding_end(core: Core, entry: Entry, event: Any) -> None:
+def embedding_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.EMBEDDING or not end_call(core, entry):
         return
@@ -171,7 +169,7 @@ def embedding_end(core: Core, entry: Entry, event: Any) -> None:
         rec.span.attributes["gen_ai.embeddings.dimension.count"] = len(event.embeddings[0])
 
 
-def _documents(core: Core, rec: Rec, prefix: str, nodes: Any) -> None:
+def _documents(core: State, rec: Rec, prefix: str, nodes: Any) -> None:
     runtime = S.RUNTIME
     documents = core.extract(
         "rerank documents", X.node_documents, nodes, runtime.max_value_length, runtime.capture_content
@@ -181,7 +179,7 @@ def _documents(core: Core, rec: Rec, prefix: str, nodes: Any) -> None:
         attributes[prefix + suffix] = value
 
 
-def rerank_start(core: Core, entry: Entry, event: Any) -> None:
+def rerank_start(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.RERANKER:
         return
@@ -194,7 +192,7 @@ def rerank_start(core: Core, entry: Entry, event: Any) -> None:
     _documents(core, rec, "reranker.input_documents", event.nodes)
 
 
-def rerank_end(core: Core, entry: Entry, event: Any) -> None:
+def rerank_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
     if rec is None or rec.role != X.RERANKER:
         return

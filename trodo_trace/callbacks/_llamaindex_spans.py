@@ -29,63 +29,12 @@ from .._internal.core.tracing import start_span
 from . import _llamaindex_events as events
 from . import _llamaindex_extract as X
 from . import _llamaindex_stream as streams
+from ._llamaindex_records import Entry, Rec
 
 _set_span = trace_api.set_span_in_context
 _get_current_span = trace_api.get_current_span
 _STREAMS = (Generator, AsyncGenerator)
 _UNKNOWN = object()
-
-
-class Rec:
-    """One trodo span and what it waits for before it ends: ``open`` LlamaIndex spans feeding it,
-    ``depth`` started LLM/embedding calls that have not reported their end, ``holds`` spans under
-    it and response streams not finished."""
-
-    __slots__ = (
-        "depth",
-        "done",
-        "first_token",
-        "holds",
-        "instance",
-        "members",
-        "open",
-        "output_set",
-        "parent",
-        "result",
-        "role",
-        "span",
-        "usage",
-    )
-
-    def __init__(self, span: S.TrodoSpan, role: str, instance: Any, parent: Rec | None, li_id: str):
-        self.span = span
-        self.role = role
-        self.instance = instance
-        self.parent = parent
-        self.members = [li_id]
-        self.open = 1
-        self.depth = 0
-        self.holds = 0
-        self.done = False
-        self.first_token = False
-        self.output_set = False
-        self.result: Any = None  # a result whose output is read when the span ends
-        self.usage: list[int | None] | None = None
-
-
-class Entry:
-    """A LlamaIndex span: the record it feeds (``member``; ``own`` when it opened it) or, when
-    collapsed, its nearest kept ancestor's record (``None`` when there is none)."""
-
-    __slots__ = ("calls", "member", "own", "rec", "started", "token")
-
-    def __init__(self, rec: Rec | None, member: bool, own: bool = False):
-        self.rec = rec
-        self.member = member
-        self.own = own
-        self.started = False  # it reported a call (LLM and embedding spans)
-        self.calls: list[bool] = []  # its calls that have not reported their end: outermost or not
-        self.token: Any = None
 
 
 class Core:

@@ -27,6 +27,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from . import attrs as A
 from .errors import internal_error
+from .serialize import to_json
 
 KINDS = ("run", "agent", "llm", "tool", "retrieval", "chain", "function")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -55,6 +56,11 @@ RUNTIME: Any = None
 
 #: Incremented in a forked child: spans started before the fork belong to the parent.
 fork_generation = 0
+
+#: How a run shows itself in IPython/Jupyter: ``"html"`` (``run -> str | None``) and ``"pretty"``
+#: (``run, printer, cycle -> None``). The display layer registers them when it loads; the span
+#: layer never imports it.
+RUN_RENDERERS: dict[str, Any] = {}
 
 # Displays (Jupyter, ``trodo.show``) render a run from the spans it keeps in memory, so they never
 # wait for the exporter. Memory stays bounded in long-running servers: a run keeps at most its newest
@@ -139,14 +145,15 @@ class Run(RunRef):
 
     # -- display (Jupyter / IPython) -------------------------------------------------------------
     def _repr_html_(self) -> str | None:
-        from ..display.runview import run_html
-
-        return run_html(self)
+        render = RUN_RENDERERS.get("html")
+        return render(self) if render is not None else None
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from ..display.runview import run_pretty
-
-        run_pretty(self, printer, cycle)
+        render = RUN_RENDERERS.get("pretty")
+        if render is None:
+            printer.text(repr(self))
+            return
+        render(self, printer, cycle)
 
     # -- the handle's setters ------------------------------------------------------------------
     def set_input(self, value: Any) -> None:
@@ -217,8 +224,6 @@ class Run(RunRef):
 
 
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
-    from .serialize import to_json
-
     return to_json(metadata)
 
 

@@ -1,7 +1,7 @@
 """A run as a person looks at it: a snapshot of its spans, live or stored, that displays itself.
 
 ``Run`` objects, the pair ``wrap_agent`` returns and ``trodo.show(run_id)`` all render through
-:class:`RunView`: a waterfall in Jupyter (``_repr_html_``, built by ``display.py``) and the CLI's
+:class:`RunView`: a waterfall in Jupyter (``_repr_html_``, built by ``waterfall.py``) and the CLI's
 text tree everywhere else (``_repr_pretty_``, ``repr``, ``print``).
 
 A live run renders from the finished spans it keeps in memory (bounded: see ``spans.RUN_SPAN_LIMIT``),
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.trace.status import StatusCode
 
+from .. import runtime as runtime_mod
 from ..core import attrs as A
 from ..core import spans as S
 from ..core.errors import internal_error
@@ -29,17 +29,6 @@ MAX_SUB_RUNS = 50
 _RESULT_PREVIEW = 300
 _NO_RESULT: Any = object()
 _STATUS = {StatusCode.OK: "ok", StatusCode.ERROR: "error", StatusCode.UNSET: "unset"}
-
-
-def in_ipython() -> bool:
-    """True inside an IPython shell or a Jupyter kernel."""
-    module = sys.modules.get("IPython")
-    if module is None:
-        return False
-    try:
-        return module.get_ipython() is not None
-    except Exception:
-        return False
 
 
 # -- live objects -> the store's shapes ----------------------------------------------------------
@@ -122,7 +111,6 @@ def _sub_run_entry(run: S.Run) -> dict[str, Any]:
 
 
 def _default_store_path() -> Path:
-    from .. import runtime as runtime_mod
     from ..store.local import default_store_path
 
     runtime = runtime_mod.current()
@@ -348,7 +336,6 @@ class RunResult(tuple):  # type: ignore[type-arg]
 
 
 def _find_in_memory(run_id: str) -> S.Run | None:
-    from .. import runtime as runtime_mod
 
     runtime = runtime_mod.current()
     candidates = list(S.RECENT_RUNS)
@@ -396,3 +383,7 @@ def show(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunView
             except (ValueError, OSError, sqlite3.Error):
                 return RunView.from_run(run)
     return RunView.from_store(run_id, store)
+
+
+# A run renders itself through these (``Run._repr_html_`` / ``Run._repr_pretty_``).
+S.RUN_RENDERERS.update(html=run_html, pretty=run_pretty)

@@ -1,4 +1,4 @@
-"""OTLP export: registers ``runtime.EXPORTER_FACTORIES["otlp"]`` and builds log-record export.
+"""OTLP export: builds the span export (:func:`span_export`, called by the runtime) and log-record export.
 
 When an endpoint is configured, spans leave through the runtime's pipeline worker into a
 :class:`~.delivery.SignalDelivery` (retries, disk spool, at-least-once delivery), which encodes and
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from .. import runtime as runtime_mod
 from ..core.errors import log_once
 from .delivery import SignalDelivery
 from .hub import Hub, new_owner
@@ -155,7 +154,8 @@ def _hub(runtime: Any) -> Hub:
     return hub
 
 
-def _span_exporter(runtime: Any) -> tuple[str, SignalDelivery, Callable[[], None] | None]:
+def span_export(runtime: Any) -> tuple[str, SignalDelivery, Callable[[], None] | None]:
+    """The OTLP span export of ``runtime``: its description, the delivery and its close hook."""
     config = runtime.config
     options = transport_options(config, "traces")  # validates and warns now, not on the worker
     hub = _hub(runtime)
@@ -180,7 +180,7 @@ def make_log_export(
     thread; identity by default).
 
     Example:
-        >>> export = make_log_export(runtime_mod.get())  # doctest: +SKIP
+        >>> export = make_log_export(runtime)  # doctest: +SKIP
         >>> export([readable_log_record])  # doctest: +SKIP
         True
 
@@ -200,6 +200,3 @@ def make_log_export(
         max_buffer=config.max_queue_size,
         export_timeout_s=config.export_timeout_ms / 1000.0,
     )
-
-
-runtime_mod.EXPORTER_FACTORIES["otlp"] = _span_exporter
