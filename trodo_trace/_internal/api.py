@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast, overload
 from opentelemetry import trace as trace_api
 
 from . import runtime as runtime_mod
-from .core import spans as S
+from .core import spans
 from .core.decorators import SpanSpec, record_error
 from .core.tracing import TRACER, RunOptions
 from .display.runview import RunResult
@@ -295,7 +295,7 @@ def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] |
 @overload
 def wrap_agent(  # type: ignore[overload-overlap]
     name: str,
-    fn: Callable[[S.Run], Awaitable[R]],
+    fn: Callable[[spans.Run], Awaitable[R]],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -304,7 +304,7 @@ def wrap_agent(  # type: ignore[overload-overlap]
 @overload
 def wrap_agent(
     name: str,
-    fn: Callable[[S.Run], R],
+    fn: Callable[[spans.Run], R],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -312,7 +312,7 @@ def wrap_agent(
 ) -> tuple[R, str]: ...
 def wrap_agent(
     name: str,
-    fn: Callable[[S.Run], Any],
+    fn: Callable[[spans.Run], Any],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -350,46 +350,46 @@ def wrap_agent(
 
         async def run_async() -> tuple[Any, str]:
             with spec as span:
-                run = cast(S.Run, span.run)
+                run = cast(spans.Run, span.run)
                 result = await fn(run)
                 _set_result(span, result)
             return RunResult(result, run)
 
         return run_async()
     with spec as span:
-        run = cast(S.Run, span.run)
+        run = cast(spans.Run, span.run)
         result = fn(run)
         _set_result(span, result)
     return RunResult(result, run)
 
 
-def _set_result(span: S.TrodoSpan, result: Any) -> None:
+def _set_result(span: spans.TrodoSpan, result: Any) -> None:
     if "output.value" not in span.attributes:
         span.set_output(result)
 
 
-def current_run() -> S.Run | None:
+def current_run() -> spans.Run | None:
     """The run the current code is part of (``None`` outside any run).
 
     Example:
         >>> run = trodo.current_run()
         >>> run.set_metadata(plan="pro") if run else None
     """
-    run = S.run_from_context()
-    return run if isinstance(run, S.Run) else None
+    run = spans.run_from_context()
+    return run if isinstance(run, spans.Run) else None
 
 
-def current_span() -> S.TrodoSpan | None:
+def current_span() -> spans.TrodoSpan | None:
     """The current trodo span (``None`` outside any traced code).
 
     Example:
         >>> span = trodo.current_span()
         >>> span.set_usage(input_tokens=10, output_tokens=2) if span else None
     """
-    return S.span_from_context()
+    return spans.span_from_context()
 
 
-def last_run() -> S.Run | None:
+def last_run() -> spans.Run | None:
     """This process's most recent finished run."""
     runtime = runtime_mod.current()
     return None if runtime is None else runtime.last_run

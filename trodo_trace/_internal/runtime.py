@@ -17,7 +17,7 @@ from typing import Any
 
 from . import lifecycle
 from .config import Config, resolve
-from .core import attrs as A
+from .core import attrs
 from .core import spans as spans_mod
 from .core.cost import add_llm_cost
 from .core.counter import Counter
@@ -129,7 +129,7 @@ class Runtime:
         if not self.capture_content:
             return
         span.attributes[key] = self.serialize(value)
-        span.attributes[mime_key] = A.JSON_MIME
+        span.attributes[mime_key] = attrs.JSON_MIME
 
     def serialize(self, value: Any) -> str:
         mask = self.mask
@@ -146,7 +146,7 @@ class Runtime:
         if span.fork_generation != spans_mod.fork_generation or not self.enabled:
             return  # started before a fork (the parent process exports it), or tracing is off
         attributes = span.attributes
-        if span.kind == "llm" and A.LLM_COST not in attributes:
+        if span.kind == "llm" and attrs.LLM_COST not in attributes:
             add_llm_cost(self.pricing, attributes)
         run = span.run
         wake = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from .._internal.core import spans as S
+from .._internal.core import spans
 
 
 class Rec:
@@ -32,7 +32,7 @@ class Rec:
         "usage",
     )
 
-    def __init__(self, span: S.TrodoSpan, role: str, instance: Any, parent: Rec | None, li_id: str):
+    def __init__(self, span: spans.TrodoSpan, role: str, instance: Any, parent: Rec | None, li_id: str):
         self.span = span
         self.role = role
         self.instance = instance

@@ -19,7 +19,7 @@ from llama_index.core.instrumentation.span import active_span_id
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .._internal.core import attrs as A
+from .._internal.core import attrs
 from .._internal.core.decorators import record_error
 from ._llamaindex_records import Rec, State
 
@@ -95,7 +95,7 @@ class StreamState:
         """The stream was closed or dropped before it ended."""
         if not self.done:
             for rec in self.recs:
-                rec.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+                rec.span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
             self.finish(None, completed=False)
 
 

@@ -25,7 +25,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from . import attrs as A
+from . import attrs
 from .errors import internal_error
 from .serialize import to_json
 
@@ -169,19 +169,19 @@ class Run(RunRef):
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError("metadata must be a mapping")
         self.metadata.update(metadata or {}, **more)
-        self.root.attributes[A.METADATA] = _metadata_json(self.metadata)
+        self.root.attributes[attrs.METADATA] = _metadata_json(self.metadata)
 
     def set_error_summary(self, summary: str) -> None:
         """Set ``trodo.run.error_summary``: a one-line account of what went wrong."""
-        self.root.attributes[A.RUN_ERROR_SUMMARY] = str(summary)
+        self.root.attributes[attrs.RUN_ERROR_SUMMARY] = str(summary)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def account(self, span: TrodoSpan) -> None:
         """Add a finished span of this run to the rollups (a few integer adds under a short lock)."""
         attributes = span.attributes
-        tokens_in = attributes.get(A.USAGE_INPUT)
-        tokens_out = attributes.get(A.USAGE_OUTPUT)
-        cost = attributes.get(A.LLM_COST)
+        tokens_in = attributes.get(attrs.USAGE_INPUT)
+        tokens_out = attributes.get(attrs.USAGE_OUTPUT)
+        cost = attributes.get(attrs.LLM_COST)
         with self._lock:
             spans = self._spans
             if spans is not None:
@@ -204,19 +204,19 @@ class Run(RunRef):
         root = self.root
         attributes = root.attributes
         self.status = "error" if root.status_code is StatusCode.ERROR else "ok"
-        attributes[A.RUN_STATUS] = self.status
-        attributes[A.RUN_DURATION_MS] = round(((root.end_ns or root.start_ns) - root.start_ns) / 1e6, 3)
-        attributes[A.RUN_TOKENS_IN] = self.tokens_in
-        attributes[A.RUN_TOKENS_OUT] = self.tokens_out
-        attributes[A.RUN_SPAN_COUNT] = self.span_count
-        attributes[A.RUN_TOOL_COUNT] = self.tool_count
-        attributes[A.RUN_ERROR_COUNT] = self.error_count
+        attributes[attrs.RUN_STATUS] = self.status
+        attributes[attrs.RUN_DURATION_MS] = round(((root.end_ns or root.start_ns) - root.start_ns) / 1e6, 3)
+        attributes[attrs.RUN_TOKENS_IN] = self.tokens_in
+        attributes[attrs.RUN_TOKENS_OUT] = self.tokens_out
+        attributes[attrs.RUN_SPAN_COUNT] = self.span_count
+        attributes[attrs.RUN_TOOL_COUNT] = self.tool_count
+        attributes[attrs.RUN_ERROR_COUNT] = self.error_count
         if self.cost or not self.cost_incomplete:
-            attributes[A.RUN_COST] = round(self.cost, 10)
+            attributes[attrs.RUN_COST] = round(self.cost, 10)
         if self.cost_incomplete:
-            attributes[A.RUN_COST_INCOMPLETE] = True
-        if self.status == "error" and A.RUN_ERROR_SUMMARY not in attributes:
-            attributes[A.RUN_ERROR_SUMMARY] = root.status_message or "error"
+            attributes[attrs.RUN_COST_INCOMPLETE] = True
+        if self.status == "error" and attrs.RUN_ERROR_SUMMARY not in attributes:
+            attributes[attrs.RUN_ERROR_SUMMARY] = root.status_message or "error"
         recent = RECENT_RUNS
         recent.append(self)
         while len(recent) > KEEP_SPANS_OF_RUNS:
@@ -380,11 +380,11 @@ class TrodoSpan(trace_api.Span):
     # -- trodo handle ------------------------------------------------------------------------
     def set_input(self, value: Any) -> None:
         """Record the span's input (JSON text in ``input.value``)."""
-        RUNTIME.capture(self, A.INPUT_VALUE, A.INPUT_MIME, value)
+        RUNTIME.capture(self, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
 
     def set_output(self, value: Any) -> None:
         """Record the span's output (JSON text in ``output.value``)."""
-        RUNTIME.capture(self, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+        RUNTIME.capture(self, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, value)
 
     def set_usage(
         self,
@@ -405,7 +405,7 @@ class TrodoSpan(trace_api.Span):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        A.write_usage(
+        attrs.write_usage(
             self.attributes,
             input_tokens,
             output_tokens,
@@ -418,11 +418,11 @@ class TrodoSpan(trace_api.Span):
         """Record the model (and provider) an LLM span called."""
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
-        A.write_model(self.attributes, model, provider)
+        attrs.write_model(self.attributes, model, provider)
 
     def record_error(self, exception: BaseException) -> None:
         """Mark the span failed with ``exception``: status ERROR, ``error.type`` and an exception event."""
-        self.attributes[A.ERROR_TYPE] = _qualified_name(type(exception))
+        self.attributes[attrs.ERROR_TYPE] = _qualified_name(type(exception))
         self.record_exception(exception, escaped=True)
         if self.run is not None and not hasattr(exception, "__trodo_origin__"):
             # Where the exception escaped from (innermost span wins): auto events read it once

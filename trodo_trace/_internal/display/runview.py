@@ -20,8 +20,8 @@ from typing import Any
 from opentelemetry.trace.status import StatusCode
 
 from .. import runtime as runtime_mod
-from ..core import attrs as A
-from ..core import spans as S
+from ..core import attrs
+from ..core import spans as spans_mod
 from ..core.errors import internal_error
 
 #: Sub-runs of a stored run placed in its waterfall (each costs a store query).
@@ -32,7 +32,7 @@ _STATUS = {StatusCode.OK: "ok", StatusCode.ERROR: "error", StatusCode.UNSET: "un
 
 
 # -- live objects -> the store's shapes ----------------------------------------------------------
-def span_record(span: S.TrodoSpan) -> dict[str, Any]:
+def span_record(span: spans_mod.TrodoSpan) -> dict[str, Any]:
     """A live span in the shape ``LocalStore.get_spans`` returns (status ``running`` until it ends)."""
     attributes = dict(span.attributes)
     start, end = span.start_ns, span.end_ns
@@ -41,7 +41,7 @@ def span_record(span: S.TrodoSpan) -> dict[str, Any]:
         {"name": name, "timestamp": ts, "attributes": dict(event_attrs)}
         for name, ts, event_attrs in list(span.events or ())
     ]
-    error_type = attributes.get(A.ERROR_TYPE)
+    error_type = attributes.get(attrs.ERROR_TYPE)
     if error_type is None and status == "error":
         error_type = next(
             (e["attributes"].get("exception.type") for e in events if e["name"] == "exception"), None
@@ -65,7 +65,7 @@ def span_record(span: S.TrodoSpan) -> dict[str, Any]:
     }
 
 
-def run_summary(run: S.Run) -> dict[str, Any]:
+def run_summary(run: spans_mod.Run) -> dict[str, Any]:
     """A live run in the shape ``LocalStore.get_run`` returns (rollups so far while it runs)."""
     root = run.root
     attributes = root.attributes
@@ -75,8 +75,8 @@ def run_summary(run: S.Run) -> dict[str, Any]:
         cost, incomplete = run.cost, run.cost_incomplete
     finished = run.status is not None
     if finished:
-        duration = attributes.get(A.RUN_DURATION_MS)
-        cost_value = attributes.get(A.RUN_COST)
+        duration = attributes.get(attrs.RUN_DURATION_MS)
+        cost_value = attributes.get(attrs.RUN_COST)
     else:
         duration = None
         cost_value = round(cost, 10) if cost or not incomplete else None
@@ -90,7 +90,7 @@ def run_summary(run: S.Run) -> dict[str, Any]:
         "conversation_id": run.conversation_id,
         "parent_run_id": run.parent_run_id,
         "status": run.status or ("running" if root.end_ns is None else "unset"),
-        "error_summary": attributes.get(A.RUN_ERROR_SUMMARY),
+        "error_summary": attributes.get(attrs.RUN_ERROR_SUMMARY),
         "start_ns": root.start_ns,
         "end_ns": root.end_ns,
         "duration_ms": duration,
@@ -105,7 +105,7 @@ def run_summary(run: S.Run) -> dict[str, Any]:
     }
 
 
-def _sub_run_entry(run: S.Run) -> dict[str, Any]:
+def _sub_run_entry(run: spans_mod.Run) -> dict[str, Any]:
     parent = run.root.parent_span_id
     return {**run_summary(run), "parent_span_id": f"{parent:016x}" if parent is not None else None}
 
@@ -155,7 +155,7 @@ class RunView:
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def from_run(cls, run: S.Run) -> RunView:
+    def from_run(cls, run: spans_mod.Run) -> RunView:
         """The view of a live run, from the spans it keeps in memory (the store if it released them)."""
         with run._lock:
             spans = run._spans  # read once: finishing another run may release it meanwhile
@@ -181,12 +181,12 @@ class RunView:
         sub_runs = sorted(
             (
                 _sub_run_entry(r)
-                for r in list(S.RECENT_RUNS)
+                for r in list(spans_mod.RECENT_RUNS)
                 if r.parent_run_id == run.run_id and r is not run
             ),
             key=lambda sub: sub["start_ns"] or 0,
         )
-        parent = next((r for r in list(S.RECENT_RUNS) if r.run_id == run.parent_run_id), None)
+        parent = next((r for r in list(spans_mod.RECENT_RUNS) if r.run_id == run.parent_run_id), None)
         return cls(
             run_summary(run),
             (span_record(s) for s in kept),
@@ -292,7 +292,7 @@ def _print_lines(printer: Any, text: str) -> None:
 
 
 # -- the hooks Run and wrap_agent's pair call --------------------------------------------------
-def run_html(run: S.Run, result: Any = _NO_RESULT) -> str | None:
+def run_html(run: spans_mod.Run, result: Any = _NO_RESULT) -> str | None:
     """``Run._repr_html_``: the waterfall, or ``None`` (IPython then shows the text) on an SDK failure."""
     try:
         return RunView.from_run(run).to_html(result)
@@ -301,7 +301,7 @@ def run_html(run: S.Run, result: Any = _NO_RESULT) -> str | None:
         return None
 
 
-def run_pretty(run: S.Run, printer: Any, cycle: bool, prefix: str | None = None) -> None:
+def run_pretty(run: spans_mod.Run, printer: Any, cycle: bool, prefix: str | None = None) -> None:
     """``Run._repr_pretty_``: the text tree (IPython's text/plain)."""
     text = repr(run)
     if not cycle:
@@ -318,9 +318,9 @@ class RunResult(tuple):  # type: ignore[type-arg]
     Unpacks, indexes, compares and hashes as the plain tuple; copies and pickles as one.
     """
 
-    run: S.Run
+    run: spans_mod.Run
 
-    def __new__(cls, result: Any, run: S.Run) -> RunResult:
+    def __new__(cls, result: Any, run: spans_mod.Run) -> RunResult:
         self = super().__new__(cls, (result, run.run_id))
         self.run = run
         return self
@@ -335,10 +335,10 @@ class RunResult(tuple):  # type: ignore[type-arg]
         run_pretty(self.run, printer, cycle, prefix=tuple.__repr__(self))
 
 
-def _find_in_memory(run_id: str) -> S.Run | None:
+def _find_in_memory(run_id: str) -> spans_mod.Run | None:
 
     runtime = runtime_mod.current()
-    candidates = list(S.RECENT_RUNS)
+    candidates = list(spans_mod.RECENT_RUNS)
     if runtime is not None and runtime.last_run is not None:
         candidates.append(runtime.last_run)
     for run in candidates:
@@ -386,4 +386,4 @@ def show(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunView
 
 
 # A run renders itself through these (``Run._repr_html_`` / ``Run._repr_pretty_``).
-S.RUN_RENDERERS.update(html=run_html, pretty=run_pretty)
+spans_mod.RUN_RENDERERS.update(html=run_html, pretty=run_pretty)

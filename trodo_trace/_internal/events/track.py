@@ -27,7 +27,7 @@ from typing import Any, TypeVar, overload
 from opentelemetry import trace as trace_api
 
 from .. import runtime as runtime_mod
-from ..core import spans as S
+from ..core import spans
 from ..core.errors import internal_error
 from ..core.serialize import to_json
 from .sink import Event, sink_for
@@ -217,7 +217,7 @@ def _context_ids() -> tuple[str | None, int, int, int]:
     """Run id, trace id, span id and trace flags of the current context (zeros when none)."""
     span = trace_api.get_current_span()
     span_context = span.get_span_context()
-    run = S.run_from_context()
+    run = spans.run_from_context()
     run_id = run.run_id if run is not None else None
     if not span_context.is_valid:
         return run_id, 0, 0, 0
@@ -250,7 +250,7 @@ def _send(
     error_fields: Mapping[str, Any] | None = None,
 ) -> None:
     """Validate-free part of every entry point: normalise, stamp context, submit."""
-    runtime = S.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or runtime_mod.get()
     if not runtime.enabled:
         return
     sink = sink_for(runtime)
@@ -267,7 +267,7 @@ def _send(
             props.update(error_fields)
         event = Event(
             f"{getrandbits(128):032x}",
-            S.now_ns(),
+            spans.now_ns(),
             event_name,
             distinct_id,
             category,
@@ -327,15 +327,15 @@ def error_fields(
     """
     from ..export.redact import strip_exception_messages
 
-    runtime = runtime or S.RUNTIME or runtime_mod.get()
+    runtime = runtime or spans.RUNTIME or runtime_mod.get()
     tb = exc.__traceback__ if tb is None else tb
     stack = "".join(traceback.format_exception(type(exc), exc, tb))
     limit = getattr(runtime, "max_value_length", 32768)
     if len(stack) > limit:
         stack = "…[truncated]\n" + stack[-limit:]
-    fields: dict[str, Any] = {"error_type": S._qualified_name(type(exc))}
+    fields: dict[str, Any] = {"error_type": spans._qualified_name(type(exc))}
     if runtime.capture_content:
-        fields["error_message"] = S._safe_message(exc)
+        fields["error_message"] = spans._safe_message(exc)
     else:
         stack = strip_exception_messages(stack)
     fields["stack_trace"] = stack
@@ -362,7 +362,7 @@ def send_server_error(
     """Queue one ``server_error`` for ``exc`` unless it was already reported; ``True`` if queued."""
     if getattr(exc, "__trodo_reported__", False):
         return False
-    runtime = S.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or runtime_mod.get()
     fields = error_fields(exc, severity, runtime, tb)
     _send(
         distinct_id,
@@ -437,7 +437,7 @@ class UserContext:
     def wrap_agent(
         self,
         name: str,
-        fn: Callable[[S.Run], Awaitable[R]],
+        fn: Callable[[spans.Run], Awaitable[R]],
         conversation_id: str | None = None,
         parent_run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -446,7 +446,7 @@ class UserContext:
     def wrap_agent(
         self,
         name: str,
-        fn: Callable[[S.Run], R],
+        fn: Callable[[spans.Run], R],
         conversation_id: str | None = None,
         parent_run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -454,7 +454,7 @@ class UserContext:
     def wrap_agent(
         self,
         name: str,
-        fn: Callable[[S.Run], Any],
+        fn: Callable[[spans.Run], Any],
         conversation_id: str | None = None,
         parent_run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
