@@ -204,7 +204,7 @@ _EXTERNAL_COMMANDS = {
 def _store_path(args: argparse.Namespace) -> pathlib.Path:
     if args.store:
         return pathlib.Path(args.store).expanduser()
-    from trodo_trace._internal.store.local import default_store_path
+    from trodo_trace._internal.config import default_store_path
 
     return default_store_path()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import lifecycle
-from .config import Config, resolve
+from .config import Config, default_store_path, resolve
 from .core import attrs
 from .core import spans as spans_mod
 from .core.cost import add_llm_cost
@@ -277,8 +277,6 @@ def in_ipython() -> bool:
 
 
 def _store_path(config: Config) -> Path:
-    from .store.local import default_store_path
-
     path = Path(config.store_path) if config.store_path else default_store_path()
     return path.expanduser().absolute()
 

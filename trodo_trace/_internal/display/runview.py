@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry.trace.status import StatusCode
 
 from .. import runtime as runtime_mod
+from ..config import default_store_path
 from ..core import attrs
 from ..core import spans as spans_mod
 from ..core.errors import internal_error
@@ -111,8 +112,6 @@ def _sub_run_entry(run: spans_mod.Run) -> dict[str, Any]:
 
 
 def _default_store_path() -> Path:
-    from ..store.local import default_store_path
-
     runtime = runtime_mod.current()
     return runtime.store_path if runtime is not None else default_store_path().expanduser().absolute()
 

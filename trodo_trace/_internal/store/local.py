@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
+from ..config import default_store_path
+
 logger = logging.getLogger("trodo_trace.store")
 
 SCHEMA_VERSION = 1
@@ -80,14 +82,6 @@ _INSERT_EVENT = _insert_sql("INSERT OR IGNORE", "events", _EVENT_COLUMNS)
 
 class StoreUnavailable(OSError):
     """The local store file cannot be opened, created or read."""
-
-
-def default_store_path() -> pathlib.Path:
-    """Return ``$TRODO_STORE`` or ``./.trodo/trodo.db`` relative to the current directory."""
-    env = os.environ.get("TRODO_STORE")
-    if env:
-        return pathlib.Path(env).expanduser()
-    return pathlib.Path.cwd() / ".trodo" / "trodo.db"
 
 
 def _json_default(value: Any) -> Any:
