@@ -22,7 +22,7 @@ from .core import spans as spans_mod
 from .core.cost import add_llm_cost
 from .core.counter import Counter
 from .core.errors import internal_error, log_once
-from .core.serialize import to_json
+from .core.values import to_json
 
 # The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
 # built (``init()`` or the first span), not at ``import trodo_trace``.

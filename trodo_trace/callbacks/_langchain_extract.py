@@ -327,6 +327,6 @@ def is_bubble_up(error: BaseException) -> bool:
 def text(value: Any) -> str:
     if isinstance(value, str):
         return value[:4096]
-    from .._internal.core.serialize import to_json
+    from .._internal.core.values import to_json
 
     return to_json(value, 4096)

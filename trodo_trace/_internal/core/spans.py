@@ -27,7 +27,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from . import attrs
 from .errors import internal_error
-from .serialize import to_json
+from .values import to_json
 
 KINDS = ("run", "agent", "llm", "tool", "retrieval", "chain", "function")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)

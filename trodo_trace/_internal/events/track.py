@@ -29,7 +29,7 @@ from opentelemetry import trace as trace_api
 from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
-from ..core.serialize import to_json
+from ..core.values import to_json
 from .sink import Event, sink_for
 
 R = TypeVar("R")

@@ -12,8 +12,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from ..core.serialize import to_json
 from ..core.spans import TrodoSpan
+from ..core.values import to_json
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SCALARS = (str, bool, int, float)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core import attrs
 from ..core.errors import log_once
-from ..core.serialize import to_json
+from ..core.values import to_json
 
 REDACTED = "[REDACTED]"
 
