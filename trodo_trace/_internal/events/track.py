@@ -10,15 +10,9 @@ ones (reserved or non-JSON properties, a name that is not snake_case) warn once 
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import enum
-import json
-import math
 import re
 import threading
 import traceback
-import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from random import getrandbits
@@ -29,7 +23,7 @@ from opentelemetry import trace as trace_api
 from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
-from ..core.values import to_json
+from ..core.values import to_plain
 from .sink import Event, sink_for
 
 R = TypeVar("R")
@@ -55,8 +49,6 @@ ERROR_CATEGORY = "error"
 SEVERITIES = ("critical", "error", "warning")
 MAX_NAME_LENGTH = 255
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*\Z")
-_INT64 = (-(2**63), 2**63 - 1)
-_MAX_DEPTH = 32
 _warn_lock = threading.Lock()
 
 
@@ -90,71 +82,6 @@ def _check_severity(severity: Any) -> str:
 
 
 # -- property normalisation ------------------------------------------------------------------
-class _Converted(Exception):
-    """Internal marker: a value had to be converted."""
-
-
-def _convert_leaf(value: Any) -> Any:
-    """A non-JSON value as JSON data: dates as ISO text, numbers as text, the rest via ``to_json``."""
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value  # normalised again by the caller
-    if isinstance(value, (decimal.Decimal, uuid.UUID, int, float)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    text = to_json(value)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _plain(value: Any, path: list[int], converted: list[bool], depth: int = 0) -> Any:
-    """``value`` as JSON data (str, finite float, int64, bool, None, list, str-keyed dict).
-
-    ``converted[0]`` is set when something had to change beyond tuples becoming lists.
-    """
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return value
-    if kind is int:
-        if _INT64[0] <= value <= _INT64[1]:
-            return value
-    elif kind is float:
-        if math.isfinite(value):
-            return value
-    elif kind is dict or kind is list or kind is tuple or isinstance(value, (list, tuple, Mapping)):
-        if id(value) in path or depth >= _MAX_DEPTH:
-            converted[0] = True
-            return "<cycle>" if id(value) in path else "<max depth>"
-        path.append(id(value))
-        try:
-            if isinstance(value, Mapping):
-                result = {}
-                for key, item in value.items():
-                    if type(key) is not str:
-                        converted[0] = True
-                        key = str(key)
-                    result[key] = _plain(item, path, converted, depth + 1)
-                return result
-            return [_plain(item, path, converted, depth + 1) for item in value]
-        finally:
-            path.pop()
-    elif isinstance(value, enum.Enum) and isinstance(value, (str, int, float)):
-        return _plain(value.value, path, converted, depth + 1)  # json encodes these as their value
-    elif isinstance(value, str):
-        return str.__str__(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if _INT64[0] <= value <= _INT64[1]:
-            return int(value)
-    elif isinstance(value, float) and math.isfinite(value):
-        return float(value)
-    converted[0] = True
-    return _plain(_convert_leaf(value), path, [False], depth + 1) if depth < _MAX_DEPTH else str(value)
-
-
 def _clean_properties(
     warned: set[Any], event_name: str, properties: Mapping[Any, Any] | None, stacklevel: int
 ) -> dict[str, Any]:
@@ -172,7 +99,7 @@ def _clean_properties(
             stripped.append(key)
             continue
         converted = [False]
-        result[key] = _plain(value, [], converted)
+        result[key] = to_plain(value, converted=converted)
         if converted[0]:
             changed.append(key)
     if stripped:
