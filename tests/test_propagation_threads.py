@@ -16,7 +16,7 @@ import pytest
 from apps.helpers import canonical
 
 import trodo_trace as trodo
-from trodo_trace._internal.core import propagation
+from trodo_trace._internal import propagation
 from trodo_trace.testing import capture
 
 ORIGINAL_START = getattr(threading.Thread.start, "__wrapped__", threading.Thread.start)

@@ -32,11 +32,11 @@ from ._internal.api import (
     wrap_agent,
 )
 from ._internal.core.decorators import SpanSpec
-from ._internal.core.propagation import RunContext, join_run, propagation_headers, run_context
 from ._internal.core.spans import Run, RunRef, TrodoSpan
 from ._internal.display.runview import show
 from ._internal.events.auto import install_asyncio_handler
 from ._internal.events.track import for_user, track
+from ._internal.propagation import RunContext, join_run, propagation_headers, run_context
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex

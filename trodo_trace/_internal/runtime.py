@@ -401,3 +401,7 @@ def _after_fork_in_child() -> None:
         except Exception:
             internal_error("after fork")
     lifecycle.hook_multiprocessing()
+
+
+# The first span builds the runtime through this (the span layer never imports this module).
+spans_mod.BUILD_RUNTIME = get

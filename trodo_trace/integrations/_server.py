@@ -13,8 +13,8 @@ from .._internal import runtime as runtime_mod
 from .._internal.core import spans
 from .._internal.core.decorators import record_error
 from .._internal.core.errors import internal_error
-from .._internal.core.propagation import join_context, read_headers, token_for
 from .._internal.core.tracing import start_span
+from .._internal.propagation import join_context, read_headers, token_for
 
 
 class ServerRequest:

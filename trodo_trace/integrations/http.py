@@ -19,7 +19,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from .._internal.core.errors import internal_error
-from .._internal.core.propagation import propagation_headers
+from .._internal.propagation import propagation_headers
 
 __all__ = ["instrument_httpx", "instrument_requests", "uninstrument_httpx", "uninstrument_requests"]
 

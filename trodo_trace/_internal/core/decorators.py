@@ -18,7 +18,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .. import runtime as runtime_mod
 from . import attrs, spans
 from .errors import internal_error
 from .extract import extract_documents, extract_response_model, extract_usage
@@ -146,7 +145,7 @@ class SpanSpec:
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> spans.TrodoSpan:
         try:
-            runtime = spans.RUNTIME or runtime_mod.get()
+            runtime = spans.RUNTIME or spans.get_runtime()
             span = self._start(self.name or self.kind) if runtime.enabled else spans.NonRecordingSpan()
         except Exception:
             internal_error("span start")
@@ -259,7 +258,7 @@ def _enter(
 ) -> spans.TrodoSpan | None:
     """Start the span of one call; ``None`` when tracing is off or the SDK failed (the call goes on)."""
     try:
-        runtime = spans.RUNTIME or runtime_mod.get()
+        runtime = spans.RUNTIME or spans.get_runtime()
         if not runtime.enabled:
             return None
         return _start_call(spec, name, signature, args, kwargs, static)

@@ -15,7 +15,7 @@ import json
 import threading
 import traceback
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
 from time import time_ns
 from typing import Any
@@ -53,6 +53,20 @@ now_ns = time_ns
 
 #: The active runtime (set by ``runtime._install``); spans report to it when they end.
 RUNTIME: Any = None
+
+#: Builds the runtime from the environment when the first span needs one (``runtime.get``). The
+#: runtime module registers it when it loads; the span layer never imports the runtime.
+BUILD_RUNTIME: Callable[[], Any] | None = None
+
+
+def get_runtime() -> Any:
+    """The active runtime, built from the environment on first use."""
+    runtime = RUNTIME
+    if runtime is None:
+        assert BUILD_RUNTIME is not None, "trodo_trace._internal.runtime is not loaded"
+        runtime = BUILD_RUNTIME()
+    return runtime
+
 
 #: Incremented in a forked child: spans started before the fork belong to the parent.
 fork_generation = 0

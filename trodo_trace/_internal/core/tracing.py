@@ -11,7 +11,6 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 
-from .. import runtime as runtime_mod
 from . import attrs, spans
 from .spans import Run, RunRef, TrodoSpan
 
@@ -53,7 +52,7 @@ def start_span(
     start_ns: int | None = None,
 ) -> TrodoSpan:
     """Start a span under the current context; it starts a run when none is active (or when forced)."""
-    runtime = spans.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or spans.get_runtime()
     parent = (_get_current() if ctx is None else ctx).get(_SPAN_KEY)
     if type(parent) is TrodoSpan:
         trace_id = parent.trace_id

@@ -32,8 +32,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 
-from .. import runtime as runtime_mod
-from . import spans
+from . import runtime as runtime_mod
+from .core import spans
 
 logger = logging.getLogger("trodo_trace")
 
