@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 
+from .. import api
 from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
@@ -371,9 +372,7 @@ class UserContext:
         Example:
             >>> result, run_id = trodo.for_user("user-42").wrap_agent("triage", lambda run: "done")
         """
-        from ..api import wrap_agent
-
-        return wrap_agent(
+        return api.wrap_agent(
             name,
             fn,
             distinct_id=self.distinct_id,
