@@ -4,10 +4,11 @@ PYTHON ?= python3
 ENV    := $(PYTHON) tools/testenv.py
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# pytest-xdist workers; the suite's timing-sensitive tests are written for 2 busy cores.
+# pytest-xdist workers for the parallel part of the suite (tests marked serial run alone after it).
 WORKERS ?= 2
+export TRODO_TEST_WORKERS := $(WORKERS)
 
-.PHONY: demo setup test test-default test-matrix test-latest lint lock relock bench bench-export interop-env clean
+.PHONY: demo setup test test-default test-matrix test-oldest test-latest lint lock relock bench bench-export interop-env clean
 
 setup:
 	@$(ENV) setup >/dev/null
@@ -18,19 +19,24 @@ interop-env:
 demo: setup
 	$(VENV)/bin/trodo-trace demo
 
-# The whole suite on this Python (with the Phoenix interop test), then on every other supported one.
-test: test-default test-matrix
+# The whole suite on this Python (with the Phoenix interop test), then on every other supported one,
+# then the core suite on the oldest releases pyproject.toml allows.
+test: test-default test-matrix test-oldest
 
 test-default: setup interop-env
 	$(VENV)/bin/ruff check trodo_trace tests bench tools
-	$(PY) -m pytest -q -n $(WORKERS)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	$(ENV) test
 
 test-matrix: setup
-	$(ENV) matrix -q -n $(WORKERS)
+	$(ENV) matrix
+
+test-oldest: setup
+	$(ENV) oldest
 
 # Not in CI: the suite against the newest releases pyproject.toml allows, to see upstream drift first.
 test-latest:
-	$(ENV) latest -q -n $(WORKERS)
+	$(ENV) latest
 
 lint: setup
 	$(VENV)/bin/ruff check trodo_trace tests bench tools

@@ -139,11 +139,14 @@ def decode_logs(body: bytes) -> list[dict[str, Any]]:
     for resource_logs in request.resource_logs:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
+                attributes = _attributes(record.attributes)
                 records.append(
                     {
                         "body": any_value(record.body),
-                        "attributes": _attributes(record.attributes),
-                        "event_name": record.event_name,
+                        "attributes": attributes,
+                        # The LogRecord.event_name field is newer than opentelemetry-proto 1.27;
+                        # there the event name travels as the event.name attribute only.
+                        "event_name": getattr(record, "event_name", None) or attributes.get("event.name"),
                         "trace_id": record.trace_id.hex(),
                         "span_id": record.span_id.hex(),
                         "time_unix_nano": record.time_unix_nano,

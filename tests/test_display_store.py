@@ -126,6 +126,7 @@ def _checkout(run):
     return "paid"
 
 
+@pytest.mark.serial
 def test_display_right_after_the_call_while_the_exporter_is_blocked(tmp_path):
     """With the export worker stuck on a locked store, the run still displays at once from memory."""
     path = tmp_path / "locked.db"

@@ -519,6 +519,7 @@ def test_batch_is_sent_when_full():
     assert [row["properties"]["index"] for row in stored()] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.serial
 def test_batch_is_sent_when_interval_elapses():
     """A partial batch is written once batch_flush_interval_ms has passed, without flush()."""
     trodo.init(batch_size=1000, batch_flush_interval_ms=200)

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import pytest
 from otlp_receiver import OtlpReceiver, run_script
 from otlp_receiver_process import ReceiverProcess
 
@@ -38,6 +39,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.serial
 def test_burst_of_100000_spans_with_a_slow_collector_loses_nothing(tmp_path):
     """100,000 spans in a tight loop, collector 20 ms per request: all arrive, counts add up, memory bounded."""
     with ReceiverProcess("http") as receiver:
@@ -99,6 +101,7 @@ class _IoOnThisThread:
         self.active = False
 
 
+@pytest.mark.serial
 def test_blackholed_collector_flush_and_shutdown_keep_their_deadlines():
     """A collector that accepts and never answers: flush(1) and shutdown(1) return in under 2 s, nothing lost."""
     with OtlpReceiver("http") as receiver:

@@ -5,28 +5,30 @@ from __future__ import annotations
 import time
 
 import pytest
-from opentelemetry._logs import LogRecord
-from opentelemetry.sdk._logs import ReadableLogRecord
 from otlp_receiver import Behaviour, OtlpReceiver, free_port
 
 import trodo_trace as trodo
 from trodo_trace._internal import runtime as runtime_mod
 from trodo_trace._internal.export import otlp
+from trodo_trace._internal.export.otel_compat import log_record
 from trodo_trace._internal.export.pipeline import Pipeline
 from trodo_trace._internal.runtime import SCOPE
 
 
 def _record(name, distinct_id="u-1", **body):
     runtime = runtime_mod.get()
-    return ReadableLogRecord(
-        LogRecord(
-            timestamp=time.time_ns(),
-            body=body,
-            attributes={"event.name": name, "trodo.distinct_id": distinct_id},
-            event_name=name,
-        ),
+    return log_record(
+        timestamp=time.time_ns(),
+        severity_text="INFO",
+        severity_number=9,
+        body=body,
+        attributes={"event.name": name, "trodo.distinct_id": distinct_id},
+        event_name=name,
+        trace_id=0,
+        span_id=0,
+        trace_flags=0,
         resource=runtime.resource,
-        instrumentation_scope=SCOPE,
+        scope=SCOPE,
     )
 
 

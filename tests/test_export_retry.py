@@ -105,6 +105,7 @@ def test_retry_after_is_honoured_in_both_forms(http_receiver, form):
     assert len(http_receiver.spans()) == n
 
 
+@pytest.mark.serial
 def test_retry_after_past_the_export_deadline_spools_and_waits(http_receiver):
     """A Retry-After longer than the export deadline: the batch is spooled and not retried before it."""
     http_receiver.script(Behaviour(503, retry_after="2"))
@@ -122,6 +123,7 @@ def test_retry_after_past_the_export_deadline_spools_and_waits(http_receiver):
     assert trodo.stats()["exported"] == n
 
 
+@pytest.mark.serial
 def test_each_attempt_has_a_deadline(http_receiver):
     """An answer slower than the attempt timeout is abandoned and the batch retried at once after backoff."""
     http_receiver.script(Behaviour(delay=4.0))
@@ -134,6 +136,7 @@ def test_each_attempt_has_a_deadline(http_receiver):
     assert len(http_receiver.spans()) == n  # from the second request; the first is still unanswered
 
 
+@pytest.mark.serial
 def test_the_whole_export_has_a_deadline(http_receiver):
     """A collector that is always slower than the attempt timeout: retries stop at the export deadline, spool."""
     http_receiver.set_behaviour(delay=2.0)

@@ -257,6 +257,7 @@ def test_status_command_prints_spool_size_and_age(tmp_path, capsys):
     assert runtime_mod.get().exporter_description.split()[-1] in out
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("kind", ["blackhole", "down"])
 def test_exit_with_an_unreachable_collector_spools_and_a_later_process_sends(tmp_path, kind):
     """A script ends while the collector never answers (or is down): exit stays bounded, spans wait on disk."""

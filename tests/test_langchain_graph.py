@@ -7,6 +7,7 @@ import asyncio
 from typing import Annotated, Any
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -27,8 +28,10 @@ class State(TypedDict):
 def _graph(name: str | None = None) -> Any:
     model = ScriptedChatModel().bind_tools([search])
 
-    def call_model(state: State) -> dict[str, Any]:
-        return {"messages": [model.invoke(state["messages"])]}
+    def call_model(state: State, config: RunnableConfig) -> dict[str, Any]:
+        # Passing config on is what LangChain asks of nodes for Python 3.10, where asyncio tasks
+        # do not inherit the callbacks through contextvars (3.11+ they do): the graph is traced alike.
+        return {"messages": [model.invoke(state["messages"], config)]}
 
     builder = StateGraph(State)
     builder.add_node("agent", call_model)

@@ -4,9 +4,10 @@ Run with any Python 3.10+ (standard library only); the Makefile calls it::
 
     python3 tools/testenv.py setup              # .venv for this interpreter, from its lock
     python3 tools/testenv.py setup 3.12         # .venvs/py3.12 for CPython 3.12, from its lock
-    python3 tools/testenv.py test 3.12 [ARGS]   # set up, then run pytest there
+    python3 tools/testenv.py test [3.12] [ARGS] # set up, then run the suite there (parallel + serial)
     python3 tools/testenv.py interop            # .venv-interop with Arize Phoenix, from its lock
     python3 tools/testenv.py matrix [ARGS]      # every other supported Python, one after another
+    python3 tools/testenv.py oldest [ARGS]      # the core suite on the oldest supported releases
     python3 tools/testenv.py latest [ARGS]      # newest releases pyproject.toml allows, unlocked
     python3 tools/testenv.py lock               # recompile every lock against today's releases
     python3 tools/testenv.py lock --keep        # the same, keeping every pin still allowed
@@ -39,6 +40,27 @@ DEFAULT_VENV = ROOT / ".venv"
 MATRIX_VENVS = ROOT / ".venvs"
 INTEROP_VENV = ROOT / ".venv-interop"
 INTEROP_PYTHON = "3.11"
+OLDEST_PYTHON = "3.10"
+OLDEST_VENV = MATRIX_VENVS / "oldest"
+#: Test modules that need an extra (frameworks, Jupyter, web stacks): not in the oldest core env.
+NEEDS_EXTRAS = (
+    "tests/interop",
+    "tests/test_langchain.py",
+    "tests/test_langchain_context.py",
+    "tests/test_langchain_fakes.py",
+    "tests/test_langchain_graph.py",
+    "tests/test_llamaindex.py",
+    "tests/test_llamaindex_agents.py",
+    "tests/test_llamaindex_models.py",
+    "tests/test_llm.py",
+    "tests/test_notebooks.py",
+    "tests/test_display.py",
+    "tests/test_display_store.py",
+    "tests/test_capture_values.py",
+    "tests/test_serialize.py",
+    "tests/test_propagation_http.py",
+    "tests/test_propagation_services.py",
+)
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -62,6 +84,10 @@ def this_version() -> str:
 
 def dev_lock(version: str) -> Path:
     return LOCKS / f"dev-py{version}.txt"
+
+
+def oldest_lock() -> Path:
+    return LOCKS / f"oldest-py{OLDEST_PYTHON}.txt"
 
 
 def interop_lock() -> Path:
@@ -192,6 +218,22 @@ def pytest(python: Path, args: list[str]) -> int:
     return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT).returncode
 
 
+def suite(python: Path, args: list[str], *, select: str = "", ignore: tuple[str, ...] = ()) -> int:
+    """The suite in two parts: in parallel (pytest-xdist), then the ``serial`` tests alone.
+
+    Tests marked ``serial`` assert deadlines or bounded waits (or load the machine themselves), so
+    they run after the parallel part with the machine to themselves. ``select`` is a marker
+    expression both parts keep (e.g. ``not interop``).
+    """
+    workers = os.environ.get("TRODO_TEST_WORKERS", "2")
+    base = [f"--ignore={path}" for path in ignore]
+    both = f"({select}) and " if select else ""
+    parallel = pytest(python, [*base, "-q", "-n", workers, "-m", f"{both}not serial", *args])
+    serial = pytest(python, [*base, "-q", "-m", f"{both}serial", *args])
+    no_tests = 5  # pytest's exit status when a part selects nothing
+    return 0 if parallel in (0, no_tests) and serial in (0, no_tests) else 1
+
+
 def matrix(args: list[str]) -> int:
     """The suite, minus the interop tests, on every supported Python but this one."""
     failed = []
@@ -202,12 +244,23 @@ def matrix(args: list[str]) -> int:
         if python is None:
             continue
         say(f"the suite on Python {version}")
-        if pytest(python, ["-m", "not interop", *args]) != 0:
+        if suite(python, args, select="not interop") != 0:
             failed.append(version)
     if failed:
         say(f"FAILED on Python {', '.join(failed)}")
         return 1
     return 0
+
+
+def oldest(args: list[str]) -> int:
+    """The core suite on the oldest releases pyproject.toml allows, on the oldest supported Python."""
+    python = find_python(OLDEST_PYTHON)
+    if python is None:
+        missing_python(OLDEST_PYTHON)
+        return 0
+    venv_python = sync(OLDEST_VENV, python, oldest_lock(), editable=True)
+    say(f"the core suite on Python {OLDEST_PYTHON} with the oldest supported releases ({oldest_lock().name})")
+    return suite(venv_python, args, ignore=NEEDS_EXTRAS)
 
 
 def latest(args: list[str]) -> int:
@@ -223,7 +276,7 @@ def latest(args: list[str]) -> int:
     ).stdout
     wanted = ("langchain-core", "langgraph", "llama-index-core", "opentelemetry-sdk", "openai", "anthropic")
     say("newest releases: " + ", ".join(line for line in frozen.splitlines() if line.startswith(wanted)))
-    return pytest(python, args)
+    return suite(python, args)
 
 
 def lock(upgrade: bool) -> None:
@@ -260,6 +313,19 @@ def lock(upgrade: bool) -> None:
         cwd=ROOT,
         env=env,
     )
+    run(
+        tool,
+        "pip",
+        "compile",
+        "--quiet",
+        "--python-version",
+        OLDEST_PYTHON,
+        "--output-file",
+        oldest_lock().relative_to(ROOT),
+        "requirements/oldest.in",
+        cwd=ROOT,
+        env=env,
+    )
     say("locks recompiled; review `git diff requirements/` and run make test")
 
 
@@ -274,13 +340,17 @@ def main(argv: list[str]) -> int:
             print(python)
         return 0
     if command == "test":
-        python = setup(rest[0])
-        return 0 if python is None else pytest(python, rest[1:])
+        version = rest[0] if rest and not rest[0].startswith("-") else None
+        python = setup(version)
+        args = rest[1:] if version else rest
+        return 0 if python is None else suite(python, args)
     if command == "interop":
         print(interop())
         return 0
     if command == "matrix":
         return matrix(rest)
+    if command == "oldest":
+        return oldest(rest)
     if command == "latest":
         return latest(rest)
     if command == "lock":

@@ -4,7 +4,7 @@ Example:
     >>> import trodo_trace as trodo
     >>> from trodo_trace.testing import capture
     >>> with capture(deterministic=True) as traces:
-    ...     trodo.agent("bot")(lambda: trodo.tool("search")(lambda: 1)())()
+    ...     _ = trodo.agent("bot")(lambda: trodo.tool("search")(lambda: 1)())()
     >>> traces.tree()
     [{'name': 'bot', 'kind': 'run', 'status': 'OK', 'children': [{'name': 'search', 'kind': 'tool', 'status': 'OK', 'children': []}]}]
 
@@ -154,6 +154,20 @@ def capture(deterministic: bool = False) -> Iterator[Capture]:
 
     With ``deterministic=True`` span, trace and run ids are counters and the clock advances
     exactly 1 ms per reading, so whole trees and durations can be compared literally.
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import capture
+        >>> with capture(deterministic=True) as traces:
+        ...     result, run_id = trodo.wrap_agent("triage", lambda run: trodo.tool("lookup")(len)("A-17"))
+        >>> result
+        4
+        >>> [span.name for span in traces.run_spans(run_id)]
+        ['triage', 'lookup']
+        >>> traces.by_name("lookup").kind, traces.by_name("lookup").duration_ms
+        ('tool', 1.0)
+        >>> traces.runs()[0].attributes["trodo.run.tool_count"]
+        1
     """
     from ._internal import runtime as runtime_mod
     from ._internal.core import spans as spans_mod
@@ -192,7 +206,14 @@ try:  # the pytest fixture, when pytest is present
 
     @pytest.fixture
     def trodo_capture() -> Iterator[Capture]:
-        """Spans finished during the test, captured in memory."""
+        """Spans finished during the test, captured in memory (the pytest plugin registers it).
+
+        Example:
+            >>> import trodo_trace as trodo
+            >>> def test_triage_uses_one_tool(trodo_capture):
+            ...     trodo.wrap_agent("triage", lambda run: trodo.tool("lookup")(len)("A-17"))
+            ...     assert trodo_capture.runs()[0].attributes["trodo.run.tool_count"] == 1
+        """
         with capture() as captured:
             yield captured
 

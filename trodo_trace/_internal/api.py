@@ -35,7 +35,7 @@ def init(
 
     Example:
         >>> import trodo_trace as trodo
-        >>> trodo.init(service_name="support-bot", store_path="/tmp/trodo-doc.db")
+        >>> trodo.init(service_name="support-bot", store_path="trodo-doc.db")
 
     Raises:
         TypeError: an unknown option or an argument of the wrong type.
@@ -54,13 +54,28 @@ def init(
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Deliver everything queued so far; ``True`` when it was all exported or stored in time."""
+    """Deliver everything queued so far; ``True`` when it was all exported or stored in time.
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> _ = trodo.wrap_agent("triage", lambda run: "done")
+        >>> trodo.flush(timeout=5.0)
+        True
+    """
     runtime = runtime_mod.current()
     return True if runtime is None else runtime.flush(timeout)
 
 
 def shutdown(timeout: float = 5.0) -> None:
-    """Flush (within ``timeout``), stop the workers and remove the exception hooks."""
+    """Flush (within ``timeout``), stop the workers and remove the exception hooks.
+
+    Runs by itself at interpreter exit. To trace again afterwards, call :func:`init`.
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> trodo.shutdown(timeout=5.0)
+        >>> trodo.init()
+    """
     runtime_mod.shutdown(timeout)
 
 
@@ -68,14 +83,26 @@ def get_tracer() -> trace_api.Tracer:
     """An OpenTelemetry tracer whose spans join the current trodo run.
 
     Example:
-        >>> with trodo.get_tracer().start_as_current_span("parse") as span:
-        ...     span.set_attribute("rows", 3)
+        >>> import trodo_trace as trodo
+        >>> with trodo.agent("import-job"):
+        ...     with trodo.get_tracer().start_as_current_span("parse") as span:
+        ...         span.set_attribute("rows", 3)
     """
     return TRACER
 
 
 def stats() -> dict[str, Any]:
-    """Counts of spans started, exported, spooled, rejected, dropped and failed; queue depth; last error."""
+    """Counts of spans started, exported, spooled, rejected, dropped and failed; queue depth; last error.
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> _ = trodo.wrap_agent("triage", lambda run: "done")
+        >>> trodo.flush()
+        True
+        >>> counts = trodo.stats()
+        >>> counts["exported"] == counts["ended"]     # everything ended so far was delivered
+        True
+    """
     return runtime_mod.get().stats()
 
 
@@ -114,9 +141,12 @@ def agent(
     run whose ``parent_run_id`` is the current run).
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.agent("support-bot", distinct_id="user-42")
         ... def answer(question: str) -> str:
         ...     return "hi"
+        >>> answer("hello")
+        'hi'
     """
     _check_optional_str("distinct_id", distinct_id)
     _check_optional_str("conversation_id", conversation_id)
@@ -168,9 +198,12 @@ def llm(
     with ``trodo.current_span().set_usage(...)``.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.llm(model="gpt-4o-mini", provider="openai")
         ... def complete(prompt: str) -> dict:
         ...     return {"text": "ok", "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+        >>> complete("hi")["text"]
+        'ok'
     """
     _check_optional_str("model", model)
     _check_optional_str("provider", provider)
@@ -219,9 +252,12 @@ tool = _simple(
     """Trace a tool call (``trodo.tool.name``, ``gen_ai.tool.name``).
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.tool
         ... def search(query: str) -> list[str]:
         ...     return ["a", "b"]
+        >>> search("refunds")
+        ['a', 'b']
     """,
 )
 retrieval = _simple(
@@ -229,9 +265,12 @@ retrieval = _simple(
     """Trace a retrieval: the query as input, the returned documents as ``retrieval.documents.N.*``.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.retrieval
         ... def fetch(query: str) -> list[dict]:
         ...     return [{"id": "doc-1", "content": "...", "score": 0.9}]
+        >>> fetch("refunds")[0]["id"]
+        'doc-1'
     """,
 )
 chain = _simple(
@@ -239,9 +278,12 @@ chain = _simple(
     """Trace a step of a pipeline.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.chain
         ... def rewrite(question: str) -> str:
         ...     return question.strip()
+        >>> rewrite("  where is my order? ")
+        'where is my order?'
     """,
 )
 function = _simple(
@@ -249,9 +291,12 @@ function = _simple(
     """Trace any function.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.function
         ... def parse(text: str) -> dict:
         ...     return {"text": text}
+        >>> parse("hi")
+        {'text': 'hi'}
     """,
 )
 
@@ -267,9 +312,12 @@ def trace(
     """Trace with an explicit kind (``run``, ``agent``, ``llm``, ``tool``, ``retrieval``, ``chain``, ``function``).
 
     Example:
+        >>> import trodo_trace as trodo
         >>> @trodo.trace("rank", kind="chain")
         ... def rank(items: list[int]) -> list[int]:
         ...     return sorted(items)
+        >>> rank([3, 1, 2])
+        [1, 2, 3]
     """
     if kind == "run":
         kind = "agent"
@@ -284,6 +332,7 @@ def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] |
     """A span for a block of code: ``with trodo.with_span("load", kind="tool") as span: ...``.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> with trodo.with_span("load-config", kind="function", attributes={"path": "cfg.toml"}) as span:
         ...     span.set_output({"ok": True})
     """
@@ -324,7 +373,10 @@ def wrap_agent(
     The pair is a tuple that also displays the run's waterfall when it is a notebook cell's value.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> result, run_id = trodo.wrap_agent("triage", lambda run: run.set_input("hi") or "done")
+        >>> result, len(run_id)
+        ('done', 32)
     """
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
@@ -372,8 +424,15 @@ def current_run() -> spans.Run | None:
     """The run the current code is part of (``None`` outside any run).
 
     Example:
-        >>> run = trodo.current_run()
-        >>> run.set_metadata(plan="pro") if run else None
+        >>> import trodo_trace as trodo
+        >>> trodo.current_run() is None
+        True
+        >>> @trodo.agent("support-bot")
+        ... def answer(question: str) -> str:
+        ...     trodo.current_run().set_metadata(plan="pro")
+        ...     return "hi"
+        >>> answer("hello")
+        'hi'
     """
     run = spans.run_from_context()
     return run if isinstance(run, spans.Run) else None
@@ -383,14 +442,28 @@ def current_span() -> spans.TrodoSpan | None:
     """The current trodo span (``None`` outside any traced code).
 
     Example:
-        >>> span = trodo.current_span()
-        >>> span.set_usage(input_tokens=10, output_tokens=2) if span else None
+        >>> import trodo_trace as trodo
+        >>> trodo.current_span() is None
+        True
+        >>> @trodo.llm(model="gpt-4o-mini")
+        ... def complete(prompt: str) -> str:
+        ...     trodo.current_span().set_usage(input_tokens=10, output_tokens=2)
+        ...     return "ok"
+        >>> complete("hi")
+        'ok'
     """
     return spans.span_from_context()
 
 
 def last_run() -> spans.Run | None:
-    """This process's most recent finished run."""
+    """This process's most recent finished run.
+
+    Example:
+        >>> import trodo_trace as trodo
+        >>> result, run_id = trodo.wrap_agent("triage", lambda run: "done")
+        >>> trodo.last_run().run_id == run_id
+        True
+    """
     runtime = runtime_mod.current()
     return None if runtime is None else runtime.last_run
 

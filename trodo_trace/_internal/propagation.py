@@ -176,11 +176,16 @@ def run_context() -> RunContext | None:
     spans in this run, under the current span.
 
     Example:
-        >>> @trodo.agent
-        ... def plan(items):
-        ...     token = trodo.run_context()
-        ...     with ProcessPoolExecutor() as pool:
-        ...         return list(pool.map(functools.partial(trodo.join_run, token, score), items))
+        >>> import pickle
+        >>> import trodo_trace as trodo
+        >>> trodo.run_context() is None
+        True
+        >>> with trodo.agent("planner"):
+        ...     token = trodo.run_context()   # hand it to a worker: ProcessPoolExecutor, a queue, ...
+        >>> pickle.loads(pickle.dumps(token)) == token
+        True
+        >>> token.run_id == trodo.last_run().run_id
+        True
     """
     ctx = otel_context.get_current()
     run = spans.run_from_context(ctx)
@@ -200,9 +205,12 @@ def propagation_headers() -> dict[str, str]:
     ``traceparent`` (and ``tracestate``). Empty outside a run.
 
     Example:
-        >>> @trodo.tool
-        ... def fetch(url):
-        ...     return httpx.get(url, headers=trodo.propagation_headers()).json()
+        >>> import trodo_trace as trodo
+        >>> trodo.propagation_headers()
+        {}
+        >>> with trodo.agent("caller"):
+        ...     sorted(trodo.propagation_headers())   # e.g. httpx.get(url, headers=...)
+        ['X-Trodo-Run-Id', 'traceparent']
     """
     token = run_context()
     return {} if token is None else token.headers()
@@ -298,10 +306,14 @@ def join_run(token_or_run_id: Any, fn: Callable[..., Any] | None = None, /, *arg
     returns an awaitable. In a ``multiprocessing`` worker the block flushes its spans as it ends.
 
     Example:
-        >>> def score(item):  # in a worker process
-        ...     return trodo.join_run(token, rank, item)
-        >>> with trodo.join_run(message.headers):
-        ...     handle(message)
+        >>> import trodo_trace as trodo
+        >>> with trodo.agent("planner"):
+        ...     token = trodo.run_context()
+        >>> trodo.join_run(token, len, "flights")       # in a worker process: len(...) in the run
+        7
+        >>> with trodo.join_run(token.headers()):       # e.g. a queue message's headers
+        ...     trodo.tool("pack")(lambda: "packed")()
+        'packed'
 
     Raises:
         TypeError: ``token_or_run_id`` of another type, or ``fn`` not callable.

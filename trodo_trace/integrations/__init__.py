@@ -21,6 +21,8 @@ def fastapi_middleware(app: A) -> A:
     once, and return the app: requests from a traced caller join the caller's run.
 
     Example:
+        >>> from fastapi import FastAPI
+        >>> import trodo_trace as trodo
         >>> app = trodo.fastapi_middleware(FastAPI())
 
     Raises:

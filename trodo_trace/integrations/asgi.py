@@ -36,6 +36,8 @@ class TrodoMiddleware:
     with neither pass through untouched. Malformed headers are ignored (debug log), never a client error.
 
     Example:
+        >>> async def app(scope, receive, send):   # any ASGI application
+        ...     ...
         >>> app = TrodoMiddleware(app)
     """
 

@@ -30,9 +30,13 @@ def instrument_langchain(
         ImportError: langchain-core is not installed (``pip install 'trodo-trace[langchain]'``).
 
     Example:
+        >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
         >>> import trodo_trace as trodo
         >>> handler = trodo.instrument_langchain()
-        >>> graph.invoke({"messages": [("user", "hi")]})  # doctest: +SKIP
+        >>> FakeListChatModel(responses=["hello"]).invoke("hi").content   # any runnable or graph
+        'hello'
+        >>> trodo.last_run().name
+        'FakeListChatModel'
     """
     try:
         from ..callbacks import langchain
@@ -56,9 +60,14 @@ def instrument_llamaindex() -> Any:
         ImportError: llama-index-core is not installed (``pip install 'trodo-trace[llamaindex]'``).
 
     Example:
+        >>> from llama_index.core.llms import MockLLM
         >>> import trodo_trace as trodo
         >>> handler = trodo.instrument_llamaindex()
-        >>> index.as_query_engine().query("What is a run?")  # doctest: +SKIP
+        >>> MockLLM().complete("What is a run?").text     # any index, engine, LLM or agent
+        'What is a run?'
+        >>> trodo.last_run().name
+        'MockLLM.complete'
+        >>> handler.detach()
     """
     try:
         from ..callbacks import llamaindex

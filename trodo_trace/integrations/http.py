@@ -77,6 +77,8 @@ def instrument_httpx() -> None:
     """Add ``X-Trodo-Run-Id`` and ``traceparent`` to every httpx request sent inside a run.
 
     Example:
+        >>> import httpx
+        >>> import trodo_trace as trodo
         >>> trodo.instrument_httpx()
         >>> @trodo.tool
         ... def fetch(url):
@@ -101,6 +103,8 @@ def instrument_requests() -> None:
     """Add ``X-Trodo-Run-Id`` and ``traceparent`` to every ``requests`` call sent inside a run.
 
     Example:
+        >>> import requests
+        >>> import trodo_trace as trodo
         >>> trodo.instrument_requests()
         >>> @trodo.tool
         ... def fetch(url):

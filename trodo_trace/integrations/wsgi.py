@@ -1,7 +1,9 @@
 """WSGI middleware: a request carrying trodo propagation headers joins the caller's run.
 
 Example (Flask; for Django wrap ``get_wsgi_application()`` the same way):
+    >>> from flask import Flask
     >>> from trodo_trace.integrations.wsgi import TrodoMiddleware
+    >>> app = Flask("orders")
     >>> app.wsgi_app = TrodoMiddleware(app.wsgi_app)
 """
 
@@ -35,6 +37,9 @@ class TrodoMiddleware:
     with neither pass through untouched. Malformed headers are ignored (debug log), never a client error.
 
     Example:
+        >>> def application(environ, start_response):   # any WSGI application
+        ...     start_response("200 OK", [("Content-Type", "text/plain")])
+        ...     return [b"ok"]
         >>> application = TrodoMiddleware(application)
     """
 

@@ -358,8 +358,14 @@ def show(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunView
     ``run_id`` may be a unique prefix of at least 6 characters.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> result, run_id = trodo.wrap_agent("triage", lambda run: "done")
-        >>> trodo.show(run_id)  # doctest: +SKIP
+        >>> trodo.show(run_id).name
+        'triage'
+        >>> print(trodo.show(run_id[:8]))  # doctest: +ELLIPSIS
+        Run ...  triage  [OK]
+        ...
+        [run] triage  ...
 
     Raises:
         TypeError: ``run_id`` is not a string.

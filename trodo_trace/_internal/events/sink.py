@@ -122,74 +122,28 @@ def to_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
 
 
 def to_log_records(events: Sequence[Event], resource: Any, scope: Any) -> list[Any]:
-    """OpenTelemetry SDK log records (``ReadableLogRecord``, or ``LogData`` on older SDKs)."""
-    from opentelemetry import trace as trace_api
-    from opentelemetry._logs import SeverityNumber
-    from opentelemetry.context import Context
+    """OpenTelemetry SDK log records, in the form the installed SDK's encoder takes."""
+    from ..export.otel_compat import log_record
 
-    try:
-        from opentelemetry.sdk._logs import ReadableLogRecord
-    except ImportError:  # pragma: no cover - opentelemetry-sdk < 1.39
-        return _to_log_data(events, resource, scope)
-    from opentelemetry._logs import LogRecord
-
-    empty = trace_api.set_span_in_context(trace_api.INVALID_SPAN, Context())
     records = []
     for event in events:
         text, number = _SEVERITY[event.severity]
         records.append(
-            ReadableLogRecord(
-                log_record=LogRecord(
-                    timestamp=event.ts_ns,
-                    observed_timestamp=event.ts_ns,
-                    context=_span_context(event) or empty,
-                    severity_text=text,
-                    severity_number=SeverityNumber(number),
-                    body=event.properties,
-                    attributes=event.attributes(),
-                    event_name=event.name,
-                ),
+            log_record(
+                timestamp=event.ts_ns,
+                severity_text=text,
+                severity_number=number,
+                body=event.properties,
+                attributes=event.attributes(),
+                event_name=event.name,
+                trace_id=event.trace_id or 0,
+                span_id=event.span_id or 0,
+                trace_flags=event.trace_flags,
                 resource=resource,
-                instrumentation_scope=scope,
+                scope=scope,
             )
         )
     return records
-
-
-def _span_context(event: Event) -> Any:
-    if not event.trace_id or not event.span_id:
-        return None
-    from opentelemetry import trace as trace_api
-    from opentelemetry.context import Context
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
-    span = NonRecordingSpan(SpanContext(event.trace_id, event.span_id, False, TraceFlags(event.trace_flags)))
-    return trace_api.set_span_in_context(span, Context())
-
-
-def _to_log_data(events: Sequence[Event], resource: Any, scope: Any) -> list[Any]:  # pragma: no cover
-    from opentelemetry._logs import SeverityNumber
-    from opentelemetry.sdk._logs import LogData
-    from opentelemetry.sdk._logs import LogRecord as SdkLogRecord
-    from opentelemetry.trace import TraceFlags
-
-    result = []
-    for event in events:
-        text, number = _SEVERITY[event.severity]
-        record = SdkLogRecord(
-            timestamp=event.ts_ns,
-            observed_timestamp=event.ts_ns,
-            trace_id=event.trace_id,
-            span_id=event.span_id,
-            trace_flags=TraceFlags(event.trace_flags),
-            severity_text=text,
-            severity_number=SeverityNumber(number),
-            body=event.properties,
-            resource=resource,
-            attributes=event.attributes(),
-        )
-        result.append(LogData(log_record=record, instrumentation_scope=scope))
-    return result
 
 
 # -- destinations ----------------------------------------------------------------------------

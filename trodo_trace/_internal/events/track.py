@@ -324,6 +324,7 @@ class UserContext:
         """Record a product event for this user (see :func:`track`).
 
         Example:
+            >>> import trodo_trace as trodo
             >>> trodo.for_user("user-42").track("report_exported", {"format": "pdf"})
         """
         _check_text("event_name", event_name, MAX_NAME_LENGTH)
@@ -347,6 +348,7 @@ class UserContext:
             properties: Extra JSON values (same rules as :func:`track`).
 
         Example:
+            >>> import trodo_trace as trodo
             >>> user = trodo.for_user("user-42")
             >>> try:
             ...     1 / 0
@@ -370,7 +372,10 @@ class UserContext:
         """``trodo.wrap_agent`` with this user as the run's ``distinct_id``; returns ``(result, run_id)``.
 
         Example:
+            >>> import trodo_trace as trodo
             >>> result, run_id = trodo.for_user("user-42").wrap_agent("triage", lambda run: "done")
+            >>> trodo.last_run().distinct_id
+            'user-42'
         """
         return api.wrap_agent(
             name,
@@ -390,6 +395,7 @@ def for_user(distinct_id: str) -> UserContext:
         ValueError: ``distinct_id`` is empty.
 
     Example:
+        >>> import trodo_trace as trodo
         >>> user = trodo.for_user("user-42")
         >>> user.track("checkout_started", {"cart_value": 42.5})
     """

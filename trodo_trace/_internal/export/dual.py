@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from ..core import attrs
 from ..core import spans as spans_mod
 from ..core.errors import log_once
+from .otel_compat import active_span_processor
 
 _SCOPE_NAME = "trodo_trace"
 
@@ -66,7 +67,7 @@ def attach_provider(provider: Any) -> Callable[[list[Any]], None] | None:
     """Add the :class:`RunJoinProcessor` to ``provider`` (once) and return the function that hands
     trodo's converted spans to its processors (``None`` when it is not an SDK provider)."""
     add = getattr(provider, "add_span_processor", None)
-    processors = getattr(provider, "_active_span_processor", None)
+    processors = active_span_processor(provider)
     if add is None or processors is None:
         log_once(
             "dual-export-provider",

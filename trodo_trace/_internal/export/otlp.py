@@ -2,7 +2,7 @@
 
 When an endpoint is configured, spans leave through the runtime's pipeline worker into a
 :class:`~.delivery.SignalDelivery` (retries, disk spool, at-least-once delivery), which encodes and
-sends with the OpenTelemetry OTLP exporters (:mod:`.otlp_transport`).
+sends with OpenTelemetry's OTLP encoders over requests or grpcio (:mod:`.otlp_transport`).
 
 Endpoints follow the OTLP exporter specification: a base endpoint (``endpoint=``, ``TRODO_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``) gets ``/v1/traces`` or ``/v1/logs`` appended for
@@ -180,9 +180,11 @@ def make_log_export(
     thread; identity by default).
 
     Example:
-        >>> export = make_log_export(runtime)  # doctest: +SKIP
-        >>> export([readable_log_record])  # doctest: +SKIP
-        True
+        >>> from trodo_trace._internal import runtime
+        >>> make_log_export(runtime.get())   # no endpoint configured: events go to the local store
+        Traceback (most recent call last):
+        ...
+        ValueError: no OTLP endpoint for logs: set endpoint or logs_endpoint
 
     Raises:
         ValueError: no OTLP endpoint is configured for logs.

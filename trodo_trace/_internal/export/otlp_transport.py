@@ -1,16 +1,14 @@
-"""One OTLP request at a time, through the OpenTelemetry exporters' own encoders and clients.
+"""One OTLP request at a time, on public APIs only: requests for HTTP, grpcio for gRPC.
 
-For each signal we build the stock OpenTelemetry exporter, so endpoint handling, TLS files,
-compression, headers and the HTTP/gRPC transport are theirs, and use its single-request pieces:
+* ``http/protobuf``: one POST per attempt with a ``requests`` session (keep-alive connections,
+  the TLS files, the headers). A pooled connection found stale is re-sent to at once, within the
+  same deadline: a reconnect, not a retry.
+* ``grpc``: a unary call with the already-encoded request bytes to ``.../Export`` on a ``grpcio``
+  channel of our own (no retry policy configured on the channel).
 
-* ``http/protobuf``: the exporter's ``_OTLPHTTPClient`` POSTs once (``_submit``; older exporter
-  releases: ``OTLPSpanExporter._export``). Its ``export`` method, which loops with its own backoff,
-  is never called. (``_submit`` re-sends at once, within the same deadline, when a pooled
-  keep-alive connection turns out to be stale: a reconnect, not a retry.)
-* ``grpc``: a unary call on the exporter's channel sends the already-encoded request bytes to
-  ``.../Export`` (no retry policy configured on the channel).
-
-Encoding is the exporters' (``encode_spans`` / ``encode_logs``); the bytes are what the spool keeps.
+Encoding is OpenTelemetry's (``encode_spans`` / ``encode_logs`` of
+``opentelemetry-exporter-otlp-proto-common``); the bytes are what the spool keeps. The stock
+exporters are not used: their single-request pieces are private and change between releases.
 There is exactly one retry policy, ours (:mod:`.delivery`): a sender only reports what one
 attempt did, as an :class:`Attempt`.
 """
@@ -18,11 +16,16 @@ attempt did, as an :class:`Attempt`.
 from __future__ import annotations
 
 import gzip
+import os
 import threading
+import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
+from ..version import VERSION
 from .redact import redact_secrets
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
@@ -140,60 +143,46 @@ class Sender:
 
 
 class HttpSender(Sender):
-    """``http/protobuf`` through ``opentelemetry-exporter-otlp-proto-http``."""
+    """``http/protobuf``: a POST per attempt on a ``requests`` session."""
 
     def __init__(self, signal: str, options: TransportOptions):
         super().__init__(signal, options)
-        if signal == "traces":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Exporter
-        else:
-            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Exporter
-        from opentelemetry.exporter.otlp.proto.http import Compression
+        import requests
 
-        compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate}.get(
-            options.compression, Compression.NoCompression
-        )
-        self._exporter = Exporter(
-            endpoint=options.url,
-            certificate_file=options.certificate_file,
-            client_key_file=options.client_key_file,
-            client_certificate_file=options.client_certificate_file,
-            headers=dict(options.headers),
-            timeout=options.timeout_s,
-            compression=compression,
-            session=_session(pin_verify=bool(options.certificate_file)),
-        )
-        client = getattr(self._exporter, "_client", None)
-        if client is not None and hasattr(client, "_submit") and hasattr(client, "_compress"):
-            self._client = client
-        elif hasattr(self._exporter, "_export"):
-            self._client = None  # releases before the shared HTTP client: one POST per _export
-        else:  # pragma: no cover - an exporter release we do not know
-            raise RuntimeError("unsupported opentelemetry-exporter-otlp-proto-http release")
+        self._connection_error = requests.exceptions.ConnectionError
+        self._session = _session(options.certificate_file)
+        if options.client_certificate_file:
+            self._session.cert = (
+                (options.client_certificate_file, options.client_key_file)
+                if options.client_key_file
+                else options.client_certificate_file
+            )
+        headers = {"Content-Type": "application/x-protobuf", "User-Agent": f"trodo-trace/{VERSION}"}
+        if options.compression in ("gzip", "deflate"):
+            headers["Content-Encoding"] = options.compression
+        headers.update(options.headers)
+        self._headers = headers
+
+    def _compress(self, body: bytes) -> bytes:
+        # On OTLP protobuf, gzip level 1 gets within 0.4 points of level 6's ratio (7.5% vs 7.1% of
+        # the body) at half its cost, and level 6 within a point of the default 9 at half of that.
+        if self.options.compression == "gzip":
+            return gzip.compress(body, 1)
+        if self.options.compression == "deflate":
+            return zlib.compress(body, 1)
+        return body
 
     def _send(self, body: bytes, timeout: float) -> Attempt:
-        client = self._client
-        if client is not None:
-            # The client was built with gzip (its headers say so). On OTLP protobuf, level 1 gets
-            # within 0.4 points of level 6's ratio (7.5% vs 7.1% of the body) at half its cost, and
-            # level 6 within a point of the default 9 at half of that.
-            data = gzip.compress(body, 1) if self.options.compression == "gzip" else client._compress(body)
-            result = client._submit(data, timeout)
-            status, error = result.status_code, result.error
-            if status is None:
-                return Attempt(
-                    False, True, type(error).__name__ if error else "no response", detail=_excerpt(str(error))
-                )
-            content = _safe(result.content)
-            headers = _safe(result.headers) or {}
-        else:  # pragma: no cover - older exporter releases
-            try:
-                response = self._exporter._export(body, timeout)
-            except TypeError:
-                response = self._exporter._export(body)
-            except Exception as exc:
-                return Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
-            status, content, headers = response.status_code, response.content, response.headers
+        data = self._compress(body)
+        deadline = time.monotonic() + timeout
+        try:
+            response = self._post(data, timeout)
+        except self._connection_error:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.001:
+                raise
+            response = self._post(data, remaining)  # a stale keep-alive connection: reconnect once
+        status, content, headers = response.status_code, response.content, response.headers
         if 200 <= status < 300:
             rejected, message = self._partial(content)
             return Attempt(True, status=str(status), rejected=rejected, detail=message)
@@ -201,21 +190,25 @@ class HttpSender(Sender):
         retry_after = parse_retry_after(headers.get("retry-after")) if retryable else None
         return Attempt(False, retryable, str(status), retry_after, detail=_error_text(content))
 
+    def _post(self, data: bytes, timeout: float) -> Any:
+        return self._session.post(self.options.url, data=data, headers=self._headers, timeout=timeout)
+
     def close(self) -> None:
         try:
-            self._exporter.shutdown()
+            self._session.close()
         except Exception:
             pass
 
 
-def _session(pin_verify: bool) -> Any:
-    """A requests session for the exporter when a CA file is configured (``None``: the exporter's own).
+def _session(certificate_file: str | None) -> Any:
+    """A requests session; with a CA file, that file alone verifies the collector.
 
-    ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment must not replace the configured
-    CA file, which plain requests sessions let them do."""
-    if not pin_verify:
-        return None
+    ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment must not replace a configured CA
+    file, which plain requests sessions let them do. Without one, they apply as usual."""
     import requests
+
+    if not certificate_file:
+        return requests.Session()
 
     class PinnedVerifySession(requests.Session):
         def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
@@ -223,14 +216,9 @@ def _session(pin_verify: bool) -> Any:
             settings["verify"] = self.verify
             return settings
 
-    return PinnedVerifySession()
-
-
-def _safe(getter: Any) -> Any:
-    try:
-        return getter()
-    except Exception:
-        return None
+    session = PinnedVerifySession()
+    session.verify = certificate_file
+    return session
 
 
 def _error_text(content: bytes | None) -> str:
@@ -264,7 +252,7 @@ def parse_retry_after(value: str | None) -> float | None:
         pass
     else:
         return max(seconds, 0.0) if seconds == seconds and seconds != float("inf") else None
-    import time
+
     from datetime import timezone
     from email.utils import parsedate_to_datetime
 
@@ -278,42 +266,29 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class GrpcSender(Sender):
-    """``grpc`` through ``opentelemetry-exporter-otlp-proto-grpc`` (its channel, credentials, headers)."""
+    """``grpc``: a unary call per attempt on a ``grpcio`` channel (TLS files, headers as metadata)."""
 
     def __init__(self, signal: str, options: TransportOptions):
         super().__init__(signal, options)
         try:
             import grpc
-
-            if signal == "traces":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter as Exporter,
-                )
-            else:
-                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-                    OTLPLogExporter as Exporter,
-                )
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise ImportError(
                 "protocol 'grpc' needs the grpc exporter: pip install 'trodo-trace[grpc]'"
             ) from exc
         self._grpc = grpc
-        credentials = None
-        if options.certificate_file or options.client_certificate_file:
-            credentials = grpc.ssl_channel_credentials(
+        self._target, secure = grpc_target(options.url)
+        self._credentials = None
+        if secure or options.certificate_file or options.client_certificate_file:
+            self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(options.certificate_file),
                 private_key=_read(options.client_key_file),
                 certificate_chain=_read(options.client_certificate_file),
             )
-        self._exporter = Exporter(
-            endpoint=options.url,
-            credentials=credentials,
-            headers=dict(options.headers),
-            timeout=options.timeout_s,
-            compression=grpc.Compression.Gzip
-            if options.compression == "gzip"
-            else grpc.Compression.NoCompression,
+        self._compression = (
+            grpc.Compression.Gzip if options.compression == "gzip" else grpc.Compression.NoCompression
         )
+        self._metadata = tuple((key.lower(), value) for key, value in options.headers.items())
         self._retryable = {
             grpc.StatusCode.CANCELLED,
             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -322,17 +297,24 @@ class GrpcSender(Sender):
             grpc.StatusCode.UNAVAILABLE,
             grpc.StatusCode.DATA_LOSS,
         }
-        self._bind()
+        self._connect()
 
-    def _bind(self) -> None:
-        self._call = self._exporter._channel.unary_unary(
+    def _connect(self) -> None:
+        grpc = self._grpc
+        if self._credentials is not None:
+            self._channel = grpc.secure_channel(
+                self._target, self._credentials, compression=self._compression
+            )
+        else:
+            self._channel = grpc.insecure_channel(self._target, compression=self._compression)
+        self._call = self._channel.unary_unary(
             SIGNALS[self.signal]["method"], request_serializer=None, response_deserializer=None
         )
 
     def _send(self, body: bytes, timeout: float) -> Attempt:
         grpc = self._grpc
         try:
-            data = self._call(body, metadata=tuple(self.options.headers.items()), timeout=timeout)
+            data = self._call(body, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as error:
             code = error.code()
             retry_after = _grpc_retry_delay(error)
@@ -348,17 +330,33 @@ class GrpcSender(Sender):
     def _reconnect(self) -> None:
         """A fresh channel, so a collector that comes back is used at once (not after gRPC's own backoff)."""
         try:
-            self._exporter._channel.close()
-            self._exporter._initialize_channel_and_stub()
-            self._bind()
+            self._channel.close()
+            self._connect()
         except Exception:
             pass
 
     def close(self) -> None:
         try:
-            self._exporter._channel.close()
+            self._channel.close()
         except Exception:
             pass
+
+
+def grpc_target(url: str) -> tuple[str, bool]:
+    """``(host:port, secure)`` for a gRPC endpoint, as OpenTelemetry's exporter reads it.
+
+    ``https://`` is TLS and ``http://`` plain text; without a scheme, TLS unless
+    ``OTEL_EXPORTER_OTLP_INSECURE`` (or ``..._TRACES_``/``..._LOGS_INSECURE``) is true.
+
+    Example:
+        >>> grpc_target("http://127.0.0.1:4317")
+        ('127.0.0.1:4317', False)
+    """
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return parsed.netloc.rpartition("@")[2], parsed.scheme == "https"
+    insecure = os.environ.get("OTEL_EXPORTER_OTLP_INSECURE", "").strip().lower() == "true"
+    return url, not insecure
 
 
 def _grpc_retry_delay(error: Any) -> float | None:

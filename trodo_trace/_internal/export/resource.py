@@ -27,8 +27,11 @@ def build_resource(config: Config) -> Resource:
         # exiting (a first span from a thread that outlives the main thread): detect in place.
         from opentelemetry.sdk import resources
 
-        base = getattr(resources, "_DEFAULT_RESOURCE", Resource.get_empty())
-        resource = base.merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
+        from .otel_compat import default_resource
+
+        resource = (
+            default_resource().merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
+        )
         if not resource.attributes.get("service.name"):
             resource = resource.merge(Resource({"service.name": "unknown_service:python"}))
     return _Resource(resource.attributes, resource.schema_url)
