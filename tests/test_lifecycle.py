@@ -247,3 +247,30 @@ def test_import_is_cheap_and_version_matches_metadata():
     assert "opentelemetry.sdk" not in api_loaded
     assert [m for m in ast.literal_eval(out[0]) if m not in api_loaded] == []
     assert out[1] == version("trodo-trace") == trodo.__version__
+
+
+def test_threads_that_outlive_the_main_thread_are_stored(tmp_path):
+    """The first span comes from threads still running after the main thread ended (no worker thread
+    can start then on Python 3.12+): every span still reaches the local store, and nothing is logged."""
+    from otlp_receiver import run_script
+
+    code = """
+    import threading, time, trodo_trace as trodo
+
+    def worker(k):
+        for i in range(20):
+            with trodo.agent(f"thread-{k}"):
+                time.sleep(0.005)
+
+    for k in range(3):
+        threading.Thread(target=worker, args=(k,)).start()
+    """
+    env = {"TRODO_STORE": str(tmp_path / "store.db"), "TRODO_ENDPOINT": "", "OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+    result = run_script(code, tmp_path, env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    db = sqlite3.connect(tmp_path / "store.db")
+    try:
+        rows = db.execute("SELECT name, COUNT(*) FROM spans GROUP BY name ORDER BY name").fetchall()
+    finally:
+        db.close()
+    assert rows == [("thread-0", 20), ("thread-1", 20), ("thread-2", 20)]

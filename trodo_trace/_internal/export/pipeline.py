@@ -71,6 +71,10 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self._handed_over = False
+        #: No worker thread could be started (the interpreter is shutting down: Python 3.12+ refuses
+        #: new threads then, e.g. for the first span of a thread that outlives the main thread), so
+        #: flush() and shutdown() export in the calling thread instead.
+        self._inline = False
 
     def after_fork_in_child(self) -> None:
         """The parent exports what it had queued; the child starts empty with a new worker."""
@@ -91,7 +95,7 @@ class Pipeline:
             return
         queue.append(item)
         self._submitted.increment()
-        if self._thread is None:
+        if self._thread is None and not self._inline:
             self._start()
         if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
@@ -101,7 +105,11 @@ class Pipeline:
             if self._thread is not None:
                 return
             thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                self._inline = True
+                return
             self._thread = thread
 
     def ensure_started(self) -> None:
@@ -136,9 +144,9 @@ class Pipeline:
             except Exception:
                 internal_error("exporter shutdown")
 
-    def _drain(self) -> None:
+    def _drain(self, deadline: float | None = None) -> None:
         queue = self._queue
-        while queue:
+        while queue and (deadline is None or time.monotonic() < deadline):
             batch = []
             popleft = queue.popleft
             try:
@@ -175,8 +183,12 @@ class Pipeline:
         if self._thread is None:
             if target == 0:
                 return True
-            self._start()
+            if not self._inline:
+                self._start()
         deadline = time.monotonic() + max(timeout, 0.0)
+        if self._inline:
+            self._drain(deadline)
+            return self._processed >= target and self.failed == failed_before
         self._wake.set()
         with self._done:
             while self._processed < target:
