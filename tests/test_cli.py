@@ -13,7 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.store.local import LocalStore
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -345,7 +345,7 @@ def test_corrupt_store_is_one_line_without_traceback(tmp_path):
 
 def test_pending_commands_report_missing_modules(store_path):
     """`demo` and `status` exit 2 with one line while their modules are absent."""
-    for command, module in (("demo", "demo"), ("status", "spool_status")):
+    for command, module in (("demo", "demo"), ("status", "export/spool_status")):
         if (REPO_ROOT / "trodo_trace" / "_internal" / f"{module}.py").exists():
             continue
         result = cli("--store", str(store_path), command)

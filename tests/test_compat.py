@@ -11,7 +11,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otlp_receiver import decode_logs
 
-from trodo_trace._internal import otel_compat
+from trodo_trace._internal.export import otel_compat
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-from trodo_trace._internal.counter import Counter
+from trodo_trace._internal.core.counter import Counter
 
 
 def test_counts_exactly_with_threads_incrementing_and_reading_at_once():

@@ -12,8 +12,8 @@ from display_html import external_references, parse, row_tree, rows
 from IPython.lib.pretty import pretty
 
 import trodo_trace as trodo
-from trodo_trace._internal import spans as spans_mod
-from trodo_trace._internal.render import format_cost, format_duration, format_tokens
+from trodo_trace._internal.core import spans as spans_mod
+from trodo_trace._internal.display.render import format_cost, format_duration, format_tokens
 from trodo_trace.testing import capture
 
 

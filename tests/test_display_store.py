@@ -16,8 +16,8 @@ from IPython.lib.pretty import pretty
 import trodo_trace as trodo
 from trodo_trace import cli
 from trodo_trace._internal import runtime as runtime_mod
-from trodo_trace._internal import spans as spans_mod
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.core import spans as spans_mod
+from trodo_trace._internal.store.local import LocalStore
 
 
 @pytest.fixture(autouse=True)

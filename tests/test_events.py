@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import trodo_trace as trodo
-from trodo_trace._internal import autoevents
-from trodo_trace._internal.event_sink import to_rows
-from trodo_trace._internal.events import RESERVED_PROPERTIES, EventWarning
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.events import auto as autoevents
+from trodo_trace._internal.events.sink import to_rows
+from trodo_trace._internal.events.track import RESERVED_PROPERTIES, EventWarning
+from trodo_trace._internal.store.local import LocalStore
 from trodo_trace.cli import main as cli_main
 from trodo_trace.testing import capture
 
@@ -93,7 +93,7 @@ def test_event_rows_carry_unique_ids_and_timestamps():
 
 def test_redelivered_batch_is_stored_once():
     """A batch written twice (an at-least-once retry) keeps one row per event: the event id is the key."""
-    from trodo_trace._internal.event_sink import Event
+    from trodo_trace._internal.events.sink import Event
 
     batch = to_rows(
         [
@@ -593,7 +593,7 @@ def test_concurrent_tracking_from_8_threads_stores_every_event():
 
 def test_rows_conversion_keeps_ids_as_hex():
     """The store row of an event holds the run id and hex trace/span ids."""
-    from trodo_trace._internal.event_sink import Event
+    from trodo_trace._internal.events.sink import Event
 
     rows = to_rows([Event("e1", 5, "n", "u", "custom", {"a": 1}, "r1", 0xABC, 0x12, 1, None)])
     assert rows == [

@@ -14,8 +14,8 @@ import pytest
 from otlp_receiver import OtlpReceiver
 
 import trodo_trace as trodo
-from trodo_trace._internal import autoevents
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.events import auto as autoevents
+from trodo_trace._internal.store.local import LocalStore
 from trodo_trace.testing import capture
 
 CRASH_SCRIPT = Path(__file__).parent / "crash_scripts" / "crash.py"
@@ -358,7 +358,7 @@ def run_crash(mode: str, tmp_path: Path, *args: str, endpoint: str | None = None
     assert "Traceback (most recent call last):" in result.stderr
     assert f"RuntimeError: boom in {mode}" in result.stderr
     assert "Error in sys.excepthook" not in result.stderr
-    assert "trodo_trace" not in result.stderr.replace("trodo_trace/_internal/decorators.py", "")
+    assert "trodo_trace" not in result.stderr.replace("trodo_trace/_internal/core/decorators.py", "")
     return result.stdout.strip(), result.stderr, store
 
 

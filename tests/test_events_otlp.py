@@ -10,7 +10,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from otlp_receiver import Behaviour, OtlpReceiver, any_value
 
 import trodo_trace as trodo
-from trodo_trace._internal import autoevents, event_sink
+from trodo_trace._internal.events import auto as autoevents
+from trodo_trace._internal.events import sink as event_sink
 from trodo_trace.testing import capture
 
 

@@ -11,7 +11,7 @@ from otlp_receiver_process import ReceiverProcess
 import trodo_trace as trodo
 from trodo_trace._internal import runtime as runtime_mod
 from trodo_trace._internal.config import resolve
-from trodo_trace._internal.otlp import signal_url
+from trodo_trace._internal.export.otlp import signal_url
 from trodo_trace.testing import Capture, capture
 
 KEYS = ("trodo.run.id", "input.value", "output.value", "gen_ai.usage.input_tokens", "trodo.run.span_count")

@@ -8,10 +8,10 @@ import pytest
 from otlp_receiver import Behaviour, OtlpReceiver, free_port
 
 import trodo_trace as trodo
-from trodo_trace._internal import otlp
 from trodo_trace._internal import runtime as runtime_mod
-from trodo_trace._internal.otel_compat import log_record
-from trodo_trace._internal.pipeline import Pipeline
+from trodo_trace._internal.export import otlp
+from trodo_trace._internal.export.otel_compat import log_record
+from trodo_trace._internal.export.pipeline import Pipeline
 from trodo_trace._internal.runtime import SCOPE
 
 

@@ -6,7 +6,7 @@ import pytest
 from otlp_receiver import OtlpReceiver
 
 import trodo_trace as trodo
-from trodo_trace._internal.redact import redact_secrets, strip_exception_messages
+from trodo_trace._internal.export.redact import redact_secrets, strip_exception_messages
 from trodo_trace.testing import Capture
 
 SECRETS = {

@@ -10,7 +10,7 @@ import pytest
 from otlp_receiver import Behaviour, OtlpReceiver
 
 import trodo_trace as trodo
-from trodo_trace._internal.otlp_transport import parse_retry_after
+from trodo_trace._internal.export.otlp_transport import parse_retry_after
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from test_langchain_fakes import (
     sort_children,
 )
 
-from trodo_trace._internal.pricing import PricingTable
+from trodo_trace._internal.core.pricing import PricingTable
 from trodo_trace.callbacks.langchain import TrodoCallbackHandler
 from trodo_trace.testing import capture
 

@@ -19,9 +19,9 @@ from opentelemetry import trace
 from test_langchain_fakes import node, search, sort_children
 
 import trodo_trace as trodo
-from trodo_trace._internal import errors
-from trodo_trace.callbacks import _langchain_extract as X
-from trodo_trace.callbacks import _langchain_runs as R
+from trodo_trace._internal.core import errors
+from trodo_trace.callbacks import _langchain_extract as extract
+from trodo_trace.callbacks import _langchain_runs as runs
 from trodo_trace.callbacks import langchain as lc
 from trodo_trace.callbacks.langchain import TrodoCallbackHandler
 from trodo_trace.testing import capture
@@ -94,7 +94,7 @@ def test_decorated_code_nests_under_the_runnable_in_sync_modes(mode):
     assert sort_children(traces.tree(ERR)) == sort_children(_agent_tree(items))
     assert len({s.run_id for s in traces.spans}) == 1
     assert _no_current_span()
-    assert not R.RUNS
+    assert not runs.RUNS
 
 
 async def _aiter(chain, config):
@@ -124,7 +124,7 @@ async def test_decorated_code_nests_under_the_runnable_in_async_modes(mode):
         await agent()
     assert sort_children(traces.tree(ERR)) == sort_children(_agent_tree(items))
     assert _no_current_span()
-    assert not R.RUNS
+    assert not runs.RUNS
 
 
 def test_threads_started_outside_any_run_are_runs_of_their_own():
@@ -146,7 +146,7 @@ def test_threads_started_outside_any_run_are_runs_of_their_own():
     assert len(roots) == 4
     for root in roots:
         assert traces.tree(ERR, run_id=root.run_id) == [_item()]
-    assert not R.RUNS
+    assert not runs.RUNS
 
 
 async def test_nothing_stays_current_after_a_top_level_ainvoke():
@@ -212,7 +212,7 @@ async def test_an_error_interrupting_a_chain_leaves_no_context_behind(use_async)
         )
     ]
     assert _no_current_span()
-    assert not R.RUNS
+    assert not runs.RUNS
 
 
 def test_a_missed_end_callback_does_not_capture_the_next_request():
@@ -258,11 +258,11 @@ async def test_a_cancelled_tool_is_ended_with_its_run():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    tree = traces.tree(("trodo.cancelled", R.UNFINISHED))
+    tree = traces.tree(("trodo.cancelled", runs.UNFINISHED))
     tool_node = tree[0]["children"][0]
     tool_marks = tool_node["attributes"]
     # Cancelled (an end callback arrived) or unfinished (none did, so it was closed with its run).
-    assert tool_marks in ({"trodo.cancelled": True}, {R.UNFINISHED: True}), tool_marks
+    assert tool_marks in ({"trodo.cancelled": True}, {runs.UNFINISHED: True}), tool_marks
     expected_status = "ERROR" if "trodo.cancelled" in tool_marks else "OK"
     assert tree == [
         node(
@@ -274,7 +274,7 @@ async def test_a_cancelled_tool_is_ended_with_its_run():
         )
     ]
     assert tool_node["status"] == expected_status, tool_node
-    assert not R.RUNS
+    assert not runs.RUNS
     assert _no_current_span()
 
 
@@ -288,7 +288,7 @@ def test_an_abandoned_stream_is_closed_and_leaves_no_context():
         assert _no_current_span()
         after()
     assert traces.tree(ERR) == [_item(), node("after", "function")]
-    assert not R.RUNS
+    assert not runs.RUNS
 
 
 def test_instrument_langchain_traces_everything_once():
@@ -320,7 +320,7 @@ def test_hidden_runs_are_skipped_and_their_children_reattached():
     with capture(deterministic=True) as traces:
         handler.on_chain_start({}, {}, run_id=outer, name="outer")
         handler.on_chain_start(
-            {}, {}, run_id=hidden, parent_run_id=outer, tags=[X.HIDDEN_TAG], name="__start__"
+            {}, {}, run_id=hidden, parent_run_id=outer, tags=[extract.HIDDEN_TAG], name="__start__"
         )
         handler.on_chain_start({}, {}, run_id=inner, parent_run_id=hidden, name="inner")
         helper(1)
@@ -328,8 +328,8 @@ def test_hidden_runs_are_skipped_and_their_children_reattached():
         handler.on_chain_end({}, run_id=hidden)
         handler.on_chain_end({}, run_id=outer)
     assert traces.tree(ERR) == [node("outer", "chain", node("inner", "chain", node("helper", "function")))]
-    assert not R.HIDDEN
-    assert not R.RUNS
+    assert not runs.HIDDEN
+    assert not runs.RUNS
     assert _no_current_span()
 
 
@@ -340,7 +340,7 @@ def test_a_failing_extractor_costs_only_its_field(monkeypatch, caplog):
     def broken_reader(*args):
         raise RuntimeError("unexpected shape")
 
-    monkeypatch.setattr(X, "model_attributes", broken_reader)
+    monkeypatch.setattr(extract, "model_attributes", broken_reader)
     handler = TrodoCallbackHandler()
     assert handler.raise_error is False
     from test_langchain_fakes import ScriptedChatModel
@@ -360,7 +360,7 @@ def test_a_failing_handler_never_breaks_the_chain(monkeypatch):
     def no_spans(*args, **kwargs):
         raise RuntimeError("tracing is broken")
 
-    monkeypatch.setattr(R, "start_span", no_spans)
+    monkeypatch.setattr(runs, "start_span", no_spans)
     with capture() as traces:
         assert search.invoke({"query": "Q"}, config={"callbacks": [TrodoCallbackHandler()]}) == "found q"
     assert [s.name for s in traces.spans] == ["normalise"]

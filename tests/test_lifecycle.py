@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import trodo_trace as trodo
-from trodo_trace._internal import errors
 from trodo_trace._internal import runtime as runtime_mod
+from trodo_trace._internal.core import errors
 from trodo_trace.testing import capture
 
 

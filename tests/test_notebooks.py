@@ -123,7 +123,7 @@ def test_a_kernel_exports_a_finished_run_without_flush(kernel_dirs, tmp_path):
             "ended = time.monotonic()"
         ),
         new_code_cell(
-            "from trodo_trace._internal.store import LocalStore\n"
+            "from trodo_trace._internal.store.local import LocalStore\n"
             "found = None\n"
             "while found is None and time.monotonic() - ended < 10:\n"
             "    if os.path.exists(os.environ['TRODO_STORE']):\n"

@@ -1,4 +1,4 @@
-"""Tests for trodo_trace._internal.pricing."""
+"""Tests for trodo_trace._internal.core.pricing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trodo_trace._internal.pricing import ModelPrice, PricingTable
+from trodo_trace._internal.core.pricing import ModelPrice, PricingTable
 
 PROVIDERS = {"openai", "anthropic", "google", "mistral", "cohere"}
 EMBEDDING_MODELS = {
@@ -126,7 +126,7 @@ def test_anthropic_models_have_cache_prices(table: PricingTable) -> None:
 
 def test_bundled_json_matches_documented_shape() -> None:
     """pricing.json has as_of, unit and a models mapping with the five price fields."""
-    import trodo_trace._internal.pricing as pricing_module
+    import trodo_trace._internal.core.pricing as pricing_module
 
     path = Path(pricing_module.__file__).with_name("pricing.json")
     data = json.loads(path.read_text(encoding="utf-8"))

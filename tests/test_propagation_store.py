@@ -7,7 +7,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.store.local import LocalStore
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

@@ -1,4 +1,4 @@
-"""Tests for trodo_trace._internal.serialize."""
+"""Tests for trodo_trace._internal.core.values."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from trodo_trace._internal.serialize import DEFAULT_LIMIT, _default, safe_str, to_json
+from trodo_trace._internal.core.values import DEFAULT_LIMIT, _default, safe_str, to_json
 
 MARKER = "\u2026[truncated: "
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from trodo_trace._internal.store import (
+from trodo_trace._internal.store.local import (
     LocalStore,
     LocalStoreExporter,
     StoreUnavailable,
@@ -418,7 +418,7 @@ _WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[4])
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, TraceFlags
-    from trodo_trace._internal.store import LocalStore
+    from trodo_trace._internal.store.local import LocalStore
 
     path, worker, start_at = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     trace_id = 0x1000 + worker

@@ -31,15 +31,15 @@ from ._internal.api import (
     with_span,
     wrap_agent,
 )
-from ._internal.autoevents import install_asyncio_handler
-from ._internal.decorators import SpanSpec
-from ._internal.events import for_user, track
-from ._internal.integrations_api import instrument_langchain, instrument_llamaindex
+from ._internal.core.decorators import SpanSpec
+from ._internal.core.spans import Run, RunRef, TrodoSpan
+from ._internal.display.runview import show
+from ._internal.events.auto import install_asyncio_handler
+from ._internal.events.track import for_user, track
 from ._internal.propagation import RunContext, join_run, propagation_headers, run_context
-from ._internal.runview import show
-from ._internal.spans import Run, RunRef, TrodoSpan
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
+from .integrations.frameworks import instrument_langchain, instrument_llamaindex
 
 Span = TrodoSpan
 

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trodo_trace._internal.store import LocalStore
+    from trodo_trace._internal.store.local import LocalStore
 
 PROG = "trodo-trace"
 
@@ -78,7 +78,7 @@ def _print_json(value: Any) -> None:
 
 def _open_store(path: pathlib.Path) -> LocalStore:
     """Open an existing store for reading; never creates one."""
-    from trodo_trace._internal.store import LocalStore
+    from trodo_trace._internal.store.local import LocalStore
 
     if not path.exists():
         raise CommandError(f"no local store at {path} (run something traced first, or set TRODO_STORE)")
@@ -94,7 +94,7 @@ def _open_store(path: pathlib.Path) -> LocalStore:
 
 
 def _cmd_runs(store: LocalStore, args: argparse.Namespace) -> int:
-    from trodo_trace._internal.render import format_runs_table
+    from trodo_trace._internal.display.render import format_runs_table
 
     runs = store.list_runs(
         user=args.user, conversation=args.conversation, status=args.status, name=args.name, limit=args.limit
@@ -109,7 +109,7 @@ def _cmd_runs(store: LocalStore, args: argparse.Namespace) -> int:
 
 
 def _cmd_show(store: LocalStore, args: argparse.Namespace) -> int:
-    from trodo_trace._internal.render import format_run_tree
+    from trodo_trace._internal.display.render import format_run_tree
 
     matches = store.resolve_run_ids(args.run_id)
     if len(matches) > 1:
@@ -129,7 +129,7 @@ def _cmd_show(store: LocalStore, args: argparse.Namespace) -> int:
 
 
 def _cmd_conversation(store: LocalStore, args: argparse.Namespace) -> int:
-    from trodo_trace._internal.render import format_runs_table
+    from trodo_trace._internal.display.render import format_runs_table
 
     runs = store.conversation_runs(args.conversation_id)
     if args.json:
@@ -142,7 +142,7 @@ def _cmd_conversation(store: LocalStore, args: argparse.Namespace) -> int:
 
 
 def _format_events(events: list[dict[str, Any]]) -> str:
-    from trodo_trace._internal.render import format_time
+    from trodo_trace._internal.display.render import format_time
 
     headers = ("TIME (UTC)", "NAME", "USER", "CATEGORY", "RUN ID", "PROPERTIES")
     rows = [headers]
@@ -197,14 +197,14 @@ _READ_COMMANDS = {
 }
 _EXTERNAL_COMMANDS = {
     "demo": "trodo_trace._internal.demo",
-    "status": "trodo_trace._internal.spool_status",
+    "status": "trodo_trace._internal.export.spool_status",
 }
 
 
 def _store_path(args: argparse.Namespace) -> pathlib.Path:
     if args.store:
         return pathlib.Path(args.store).expanduser()
-    from trodo_trace._internal.store import default_store_path
+    from trodo_trace._internal.config import default_store_path
 
     return default_store_path()
 

@@ -170,8 +170,8 @@ def capture(deterministic: bool = False) -> Iterator[Capture]:
         1
     """
     from ._internal import runtime as runtime_mod
-    from ._internal import spans as spans_mod
-    from ._internal.convert import to_readable
+    from ._internal.core import spans as spans_mod
+    from ._internal.export.convert import to_readable
     from ._internal.runtime import SCOPE
 
     runtime = runtime_mod.get()

@@ -10,7 +10,7 @@ def setup(endpoint: str | None) -> dict[str, Any]:
 
     import trodo_trace as trodo
 
-    if importlib.util.find_spec("trodo_trace._internal.otlp") is None:
+    if importlib.util.find_spec("trodo_trace._internal.export.otlp") is None:
         endpoint = None  # no OTLP exporter in this checkout: measure the local-store mode instead
     trodo.init(endpoint=endpoint, service_name="bench")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from trodo_trace._internal.store import LocalStore
+from trodo_trace._internal.store.local import LocalStore
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ from typing import Any, TypeVar, cast, overload
 from opentelemetry import trace as trace_api
 
 from . import runtime as runtime_mod
-from . import spans as S
-from .decorators import SpanSpec, record_error
-from .runview import RunResult
-from .tracing import TRACER, RunOptions
+from .core import spans
+from .core.decorators import SpanSpec, record_error
+from .core.tracing import TRACER, RunOptions
+from .display.runview import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -344,7 +344,7 @@ def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] |
 @overload
 def wrap_agent(  # type: ignore[overload-overlap]
     name: str,
-    fn: Callable[[S.Run], Awaitable[R]],
+    fn: Callable[[spans.Run], Awaitable[R]],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -353,7 +353,7 @@ def wrap_agent(  # type: ignore[overload-overlap]
 @overload
 def wrap_agent(
     name: str,
-    fn: Callable[[S.Run], R],
+    fn: Callable[[spans.Run], R],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -361,7 +361,7 @@ def wrap_agent(
 ) -> tuple[R, str]: ...
 def wrap_agent(
     name: str,
-    fn: Callable[[S.Run], Any],
+    fn: Callable[[spans.Run], Any],
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     parent_run_id: str | None = None,
@@ -402,25 +402,25 @@ def wrap_agent(
 
         async def run_async() -> tuple[Any, str]:
             with spec as span:
-                run = cast(S.Run, span.run)
+                run = cast(spans.Run, span.run)
                 result = await fn(run)
                 _set_result(span, result)
             return RunResult(result, run)
 
         return run_async()
     with spec as span:
-        run = cast(S.Run, span.run)
+        run = cast(spans.Run, span.run)
         result = fn(run)
         _set_result(span, result)
     return RunResult(result, run)
 
 
-def _set_result(span: S.TrodoSpan, result: Any) -> None:
+def _set_result(span: spans.TrodoSpan, result: Any) -> None:
     if "output.value" not in span.attributes:
         span.set_output(result)
 
 
-def current_run() -> S.Run | None:
+def current_run() -> spans.Run | None:
     """The run the current code is part of (``None`` outside any run).
 
     Example:
@@ -434,11 +434,11 @@ def current_run() -> S.Run | None:
         >>> answer("hello")
         'hi'
     """
-    run = S.run_from_context()
-    return run if isinstance(run, S.Run) else None
+    run = spans.run_from_context()
+    return run if isinstance(run, spans.Run) else None
 
 
-def current_span() -> S.TrodoSpan | None:
+def current_span() -> spans.TrodoSpan | None:
     """The current trodo span (``None`` outside any traced code).
 
     Example:
@@ -452,10 +452,10 @@ def current_span() -> S.TrodoSpan | None:
         >>> complete("hi")
         'ok'
     """
-    return S.span_from_context()
+    return spans.span_from_context()
 
 
-def last_run() -> S.Run | None:
+def last_run() -> spans.Run | None:
     """This process's most recent finished run.
 
     Example:

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -325,3 +326,12 @@ def resolve(arguments: Mapping[str, Any] | None = None, environ: Mapping[str, st
         found, value = _from_env(option, environ)
         values[option.name] = value if found else option.default
     return Config(values)
+
+
+def default_store_path() -> Path:
+    """Return ``$TRODO_STORE`` (read through the options table) or ``./.trodo/trodo.db`` relative to the
+    current directory."""
+    found, value = _from_env(_BY_NAME["store_path"], os.environ)
+    if found:
+        return Path(value).expanduser()
+    return Path.cwd() / ".trodo" / "trodo.db"

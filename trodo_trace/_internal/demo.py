@@ -117,8 +117,9 @@ def travel_assistant(run: trodo.Run, question: str) -> str:
 
 def main(store_path: str | os.PathLike[str] | None = None) -> int:
     """Run the demo into the store at ``store_path`` and print each run's tree."""
-    from .render import format_run_tree
-    from .store import LocalStore, default_store_path
+    from .config import default_store_path
+    from .display.render import format_run_tree
+    from .store.local import LocalStore
 
     path = Path(store_path) if store_path else default_store_path()
     trodo.init(store_path=str(path), service_name="trodo-demo")

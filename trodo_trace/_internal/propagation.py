@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.trace.span import TraceState
 
 from . import runtime as runtime_mod
-from . import spans as S
+from .core import spans
 
 logger = logging.getLogger("trodo_trace")
 
@@ -90,7 +90,7 @@ class RunContext:
         return token_for(run_id, span_context, None, None)
 
 
-class JoinedRun(S.RunRef):
+class JoinedRun(spans.RunRef):
     """The run of a :func:`join_run` block: known by id, rolled up where its root lives.
 
     ``local`` is true only so that the runtime hands every finished span to :meth:`account`,
@@ -114,7 +114,7 @@ class JoinedRun(S.RunRef):
     def __repr__(self) -> str:
         return f"JoinedRun(run_id={self.run_id!r})"
 
-    def account(self, span: S.TrodoSpan) -> None:
+    def account(self, span: spans.TrodoSpan) -> None:
         span.attributes[JOINED] = True
 
 
@@ -188,7 +188,7 @@ def run_context() -> RunContext | None:
         True
     """
     ctx = otel_context.get_current()
-    run = S.run_from_context(ctx)
+    run = spans.run_from_context(ctx)
     if run is None:
         return None
     span_context = trace_api.get_current_span(ctx).get_span_context()
@@ -221,7 +221,7 @@ def join_context(
     token: RunContext, base: otel_context.Context | None = None
 ) -> tuple[otel_context.Context, JoinedRun]:
     run = JoinedRun(token.run_id, token.distinct_id, token.conversation_id, token.tracestate)
-    ctx = otel_context.set_value(S.RUN_KEY, run, base)
+    ctx = otel_context.set_value(spans.RUN_KEY, run, base)
     span: trace_api.Span = trace_api.INVALID_SPAN
     if token.trace_id and token.span_id:
         try:
@@ -377,7 +377,7 @@ def _patched_start(original: Callable[..., Any]) -> Callable[..., Any]:
     def start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
         if (
             _enabled
-            and (_stopped is None or S.RUNTIME is not _stopped)
+            and (_stopped is None or spans.RUNTIME is not _stopped)
             and not self.name.startswith("trodo-")
         ):
             ctx = otel_context.get_current()
@@ -397,7 +397,7 @@ def _patched_start(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if not _enabled or (_stopped is not None and S.RUNTIME is _stopped):
+        if not _enabled or (_stopped is not None and spans.RUNTIME is _stopped):
             return original(self, fn, *args, **kwargs)
         ctx = otel_context.get_current()
         if not ctx:
@@ -455,7 +455,7 @@ def uninstall_thread_propagation() -> None:
 
 def thread_propagation_enabled() -> bool:
     """Whether threads and pool work currently inherit the submitting context."""
-    return _enabled and (_stopped is None or S.RUNTIME is not _stopped)
+    return _enabled and (_stopped is None or spans.RUNTIME is not _stopped)
 
 
 def _on_init(runtime: Any) -> None:

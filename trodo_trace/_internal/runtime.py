@@ -7,25 +7,22 @@ application thread except :meth:`Runtime.on_end` (a few dict reads and a deque a
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import attrs as A
-from . import spans as spans_mod
-from .config import Config, resolve
-from .counter import Counter
-from .errors import internal_error, log_once
-from .serialize import to_json
-
-if TYPE_CHECKING:
-    pass
+from . import lifecycle
+from .config import Config, default_store_path, resolve
+from .core import attrs
+from .core import spans as spans_mod
+from .core.cost import add_llm_cost
+from .core.counter import Counter
+from .core.errors import internal_error, log_once
+from .core.values import to_json
 
 # The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
 # built (``init()`` or the first span), not at ``import trodo_trace``.
@@ -35,7 +32,7 @@ logger = logging.getLogger("trodo_trace")
 
 def __getattr__(name: str) -> Any:
     if name == "SCOPE":
-        from .resource import SCOPE
+        from .export.resource import SCOPE
 
         return SCOPE
     raise AttributeError(name)
@@ -45,12 +42,11 @@ class Runtime:
     """Everything ``init()`` builds."""
 
     def __init__(self, config: Config):
-        from .convert import to_readable
-        from .pipeline import Pipeline
-        from .pricing import PricingTable
-        from .redact import Scrubber, redact_secrets
-        from .resource import SCOPE, build_resource
-        from .runview import in_ipython
+        from .core.pricing import PricingTable
+        from .export.convert import to_readable
+        from .export.pipeline import Pipeline
+        from .export.redact import Scrubber, redact_secrets
+        from .export.resource import SCOPE, build_resource
 
         self._to_readable = to_readable
         self._scope = SCOPE
@@ -71,7 +67,7 @@ class Runtime:
         )
         self.forward_spans: Callable[[list[Any]], None] | None = None
         if config.tracer_provider is not None:
-            from .dual import attach_provider
+            from .export.dual import attach_provider
 
             self.forward_spans = attach_provider(config.tracer_provider)
         self.last_run: spans_mod.Run | None = None
@@ -83,10 +79,10 @@ class Runtime:
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
         # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
-        self.sink: Any = export if hasattr(export, "pipeline_hooks") else None
+        self.span_delivery: Any = export if hasattr(export, "pipeline_hooks") else None
         hooks: dict[str, Any] = {"on_shutdown": on_shutdown}
-        if self.sink is not None:
-            hooks.update(self.sink.pipeline_hooks())
+        if self.span_delivery is not None:
+            hooks.update(self.span_delivery.pipeline_hooks())
         self.pipeline = Pipeline(
             export,
             convert=self.convert_spans,
@@ -96,8 +92,8 @@ class Runtime:
             name="trodo-span-export",
             **hooks,
         )
-        if self.sink is not None:
-            self.sink.bind(self.pipeline)
+        if self.span_delivery is not None:
+            self.span_delivery.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
         self._dropped_at_flush = 0
 
@@ -133,7 +129,7 @@ class Runtime:
         if not self.capture_content:
             return
         span.attributes[key] = self.serialize(value)
-        span.attributes[mime_key] = A.JSON_MIME
+        span.attributes[mime_key] = attrs.JSON_MIME
 
     def serialize(self, value: Any) -> str:
         mask = self.mask
@@ -150,8 +146,8 @@ class Runtime:
         if span.fork_generation != spans_mod.fork_generation or not self.enabled:
             return  # started before a fork (the parent process exports it), or tracing is off
         attributes = span.attributes
-        if span.kind == "llm" and A.LLM_COST not in attributes:
-            self._cost(attributes)
+        if span.kind == "llm" and attrs.LLM_COST not in attributes:
+            add_llm_cost(self.pricing, attributes)
         run = span.run
         wake = False
         if run is not None and run.local:
@@ -169,25 +165,6 @@ class Runtime:
         if wake:
             self.pipeline.flush(0.0)  # a zero-deadline flush only wakes the export worker
 
-    def _cost(self, attributes: dict[str, Any]) -> None:
-        tokens_in = attributes.get(A.USAGE_INPUT)
-        tokens_out = attributes.get(A.USAGE_OUTPUT)
-        if tokens_in is None and tokens_out is None:
-            return
-        model = attributes.get(A.RESPONSE_MODEL) or attributes.get(A.REQUEST_MODEL)
-        if not model:
-            return
-        cost = self.pricing.cost(
-            model,
-            attributes.get(A.PROVIDER),
-            input_tokens=tokens_in or 0,
-            output_tokens=tokens_out or 0,
-            cache_read_tokens=attributes.get(A.OI_CACHE_READ) or 0,
-            cache_write_tokens=attributes.get(A.OI_CACHE_WRITE) or 0,
-        )
-        if cost is not None:
-            attributes[A.LLM_COST] = cost
-
     # -- lifecycle ---------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -198,8 +175,8 @@ class Runtime:
             except Exception:
                 internal_error("extension flush")
         ok = self.pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
-        if self.sink is not None:
-            ok = self.sink.flush(max(0.0, deadline - time.monotonic())) and ok
+        if self.span_delivery is not None:
+            ok = self.span_delivery.flush(max(0.0, deadline - time.monotonic())) and ok
         dropped = self._dropped()
         if dropped != self._dropped_at_flush:  # something was dropped since the last flush
             self._dropped_at_flush = dropped
@@ -208,7 +185,7 @@ class Runtime:
 
     def _dropped(self) -> int:
         dropped = self.pipeline.stats()["dropped"]
-        return dropped + self.sink.stats()["dropped"] if self.sink is not None else dropped
+        return dropped + self.span_delivery.stats()["dropped"] if self.span_delivery is not None else dropped
 
     def shutdown(self, timeout: float) -> None:
         timeout = max(timeout, 0.0)
@@ -218,8 +195,8 @@ class Runtime:
                 extension.shutdown(timeout)
             except Exception:
                 internal_error("extension shutdown")
-        sink = self.sink
-        if sink is None:
+        delivery = self.span_delivery
+        if delivery is None:
             self.pipeline.shutdown(max(0.0, deadline - time.monotonic()))
             return
         # Deliver (queue, then spool) with most of the time, keeping enough to write what is still
@@ -229,14 +206,14 @@ class Runtime:
         def reserve() -> float:
             stats = pipeline.stats()
             backlog = stats["queue_depth"] + stats["in_flight"]
-            return min(0.9 * timeout, max(min(0.25 * timeout, 1.0), sink.spool_seconds(backlog)))
+            return min(0.9 * timeout, max(min(0.25 * timeout, 1.0), delivery.spool_seconds(backlog)))
 
         while pipeline.pending():
             left = deadline - reserve() - time.monotonic()
             if left <= 0:
                 break
             pipeline.flush(min(left, 0.05))
-        sink.flush(max(0.0, deadline - reserve() - time.monotonic()))
+        delivery.flush(max(0.0, deadline - reserve() - time.monotonic()))
         pipeline.shutdown(max(0.0, deadline - time.monotonic()), reserve=reserve())
 
     def stats(self) -> dict[str, Any]:
@@ -254,14 +231,14 @@ class Runtime:
             "last_error": pipeline["last_error"],
             "exporter": self.exporter_description,
         }
-        if self.sink is not None:
-            sink = self.sink.stats()
+        if self.span_delivery is not None:
+            delivery = self.span_delivery.stats()
             result.update(
-                {key: value for key, value in sink.items() if key not in ("dropped", "overflow_depth")}
+                {key: value for key, value in delivery.items() if key not in ("dropped", "overflow_depth")}
             )
-            result["dropped"] += sink["dropped"]
-            result["queue_depth"] += sink["overflow_depth"]
-            if sink["last_error"] is None:
+            result["dropped"] += delivery["dropped"]
+            result["queue_depth"] += delivery["overflow_depth"]
+            if delivery["last_error"] is None:
                 result["last_error"] = pipeline["last_error"]
         for extension in list(self.extensions):
             try:
@@ -278,8 +255,8 @@ class Runtime:
 
     def after_fork_in_child(self) -> None:
         self.pipeline.after_fork_in_child()
-        if self.sink is not None:
-            self.sink.after_fork_in_child()
+        if self.span_delivery is not None:
+            self.span_delivery.after_fork_in_child()
         self._dropped_at_flush = 0
         self.started_counter = Counter()
         for extension in list(self.extensions):
@@ -288,27 +265,29 @@ class Runtime:
                 hook()
 
 
+def in_ipython() -> bool:
+    """True inside an IPython shell or a Jupyter kernel."""
+    module = sys.modules.get("IPython")
+    if module is None:
+        return False
+    try:
+        return module.get_ipython() is not None
+    except Exception:
+        return False
+
 
 def _store_path(config: Config) -> Path:
-    from .store import default_store_path
-
     path = Path(config.store_path) if config.store_path else default_store_path()
     return path.expanduser().absolute()
-
-
-#: Builders of span exporters by kind; the OTLP export module registers itself here.
-EXPORTER_FACTORIES: dict[
-    str, Callable[[Runtime], tuple[str, Callable[..., Any], Callable[[], None] | None]]
-] = {}
 
 
 def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable[[], None] | None]:
     config = runtime.config
     if config.endpoint or config.traces_endpoint:
-        from . import otlp  # noqa: F401  (registers the "otlp" factory)
+        from .export.otlp import span_export
 
-        return EXPORTER_FACTORIES["otlp"](runtime)
-    from .store import LocalStore, LocalStoreExporter
+        return span_export(runtime)
+    from .store.local import LocalStore, LocalStoreExporter
 
     exporter = LocalStoreExporter(LocalStore(runtime.store_path))
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
@@ -317,7 +296,6 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
 # -- the process-wide instance -------------------------------------------------------------
 _lock = threading.RLock()
 _runtime: Runtime | None = None
-_atexit_registered = False
 EXIT_TIMEOUT_S = 10.0
 
 
@@ -370,15 +348,10 @@ SHUTDOWN_HOOKS: list[Callable[[Runtime], None]] = []
 
 
 def _install(runtime: Runtime) -> None:
-    global _runtime, _atexit_registered
+    global _runtime
     _runtime = runtime
     spans_mod.RUNTIME = runtime
-    if not _atexit_registered:
-        _atexit_registered = True
-        atexit.register(_at_exit)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-    _hook_multiprocessing()
+    lifecycle.install(_at_exit, _after_fork_in_child)
 
 
 def shutdown(timeout: float) -> None:
@@ -427,33 +400,8 @@ def _after_fork_in_child() -> None:
             runtime.after_fork_in_child()
         except Exception:
             internal_error("after fork")
-    _hook_multiprocessing()
+    lifecycle.hook_multiprocessing()
 
 
-class _Anchor:
-    """A weakly referenceable object for ``multiprocessing.util.register_after_fork``."""
-
-
-_MP_ANCHOR = _Anchor()
-_mp_hooked = False
-
-
-def _hook_multiprocessing() -> None:
-    """A ``multiprocessing`` child ends with ``os._exit`` (no atexit), but runs its finalizers: have
-    each child register one that flushes (after multiprocessing clears the inherited ones)."""
-    global _mp_hooked
-    if _mp_hooked or "multiprocessing" not in sys.modules:
-        return
-    try:
-        from multiprocessing import util
-
-        util.register_after_fork(_MP_ANCHOR, _flush_when_process_ends)
-        _mp_hooked = True
-    except Exception:  # pragma: no cover - multiprocessing unusable
-        internal_error("multiprocessing hook")
-
-
-def _flush_when_process_ends(_anchor: object) -> None:
-    from multiprocessing import util
-
-    util.Finalize(None, _at_exit, exitpriority=100)
+# The first span builds the runtime through this (the span layer never imports this module).
+spans_mod.BUILD_RUNTIME = get

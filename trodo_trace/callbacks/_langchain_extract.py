@@ -14,8 +14,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 
-from .._internal import attrs as A
-from .._internal.extract import Usage, extract_usage
+from .._internal.core import attrs
+from .._internal.core.extract import Usage, extract_usage
 
 #: Runs LangChain and LangGraph mark as internal plumbing: no span, their children go to the parent.
 HIDDEN_TAG = "langsmith:hidden"
@@ -138,14 +138,14 @@ def model_attributes(
     provider = meta.get("ls_provider")
     provider = provider if isinstance(provider, str) and provider else None
     if model:
-        A.write_model(attributes, model, provider)
+        attrs.write_model(attributes, model, provider)
     elif provider:
-        attributes[A.PROVIDER] = attributes[A.OI_PROVIDER] = provider
+        attributes[attrs.PROVIDER] = attributes[attrs.OI_PROVIDER] = provider
     temperature = _number(params.get("temperature"))
     if temperature is None:
         temperature = _number(meta.get("ls_temperature"))
     if temperature is not None:
-        attributes[A.TEMPERATURE] = float(temperature)
+        attributes[attrs.TEMPERATURE] = float(temperature)
     max_tokens = _number(params.get("max_tokens"))
     if max_tokens is None:
         max_tokens = _number(meta.get("ls_max_tokens"))
@@ -327,6 +327,6 @@ def is_bubble_up(error: BaseException) -> bool:
 def text(value: Any) -> str:
     if isinstance(value, str):
         return value[:4096]
-    from .._internal.serialize import to_json
+    from .._internal.core.values import to_json
 
     return to_json(value, 4096)

@@ -21,9 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 
-from .._internal import spans as S
-from .._internal.errors import log_once
-from .._internal.tracing import start_span
+from .._internal.core import spans
+from .._internal.core.errors import log_once
+from .._internal.core.tracing import start_span
 
 UNFINISHED = "trodo.langchain.unfinished"
 
@@ -45,7 +45,7 @@ class RunContext(Context):
     released before its parent follows the parent's own release later on.
     """
 
-    def __init__(self, prev: Context, span: S.TrodoSpan):
+    def __init__(self, prev: Context, span: spans.TrodoSpan):
         while type(prev) is RunContext and prev.released:
             prev = prev.prev  # keep chains short: released links are skipped for good
         super().__init__(prev)
@@ -73,7 +73,7 @@ class Entry:
     __slots__ = ("children", "ctx", "first_token", "root", "run_id", "span", "token")
 
     def __init__(
-        self, run_id: UUID, span: S.TrodoSpan, ctx: RunContext, token: Any, root: Entry | None
+        self, run_id: UUID, span: spans.TrodoSpan, ctx: RunContext, token: Any, root: Entry | None
     ) -> None:
         self.run_id = run_id
         self.span = span

@@ -8,7 +8,7 @@ outermost call's result counts; sibling calls under one merged span add up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.instrumentation.events.chat_engine import StreamChatErrorEvent
 from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
@@ -23,16 +23,13 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 
-from .._internal import attrs as A
-from .._internal import spans as S
-from .._internal.decorators import record_error
-from . import _llamaindex_extract as X
-
-if TYPE_CHECKING:
-    from ._llamaindex_spans import Core, Entry, Rec
+from .._internal.core import attrs, spans
+from .._internal.core.decorators import record_error
+from . import _llamaindex_extract as extract
+from ._llamaindex_records import Entry, Rec, State
 
 
-def start_call(core: Core, entry: Entry) -> bool:
+def start_call(core: State, entry: Entry) -> bool:
     """Count one started call of ``entry``'s span; ``True`` when it is the outermost one."""
     rec = entry.rec
     assert rec is not None
@@ -44,7 +41,7 @@ def start_call(core: Core, entry: Entry) -> bool:
     return top
 
 
-def end_call(core: Core, entry: Entry) -> bool | None:
+def end_call(core: State, entry: Entry) -> bool | None:
     """Close the last started call of ``entry``'s span: ``None`` when none is open, else whether
     it was the outermost one (only its result counts)."""
     rec = entry.rec
@@ -56,7 +53,7 @@ def end_call(core: Core, entry: Entry) -> bool | None:
         return entry.calls.pop()
 
 
-def close_calls(core: Core, entry: Entry) -> bool:
+def close_calls(core: State, entry: Entry) -> bool:
     """Close every call ``entry``'s span left open; ``True`` when there was one."""
     rec = entry.rec
     assert rec is not None
@@ -67,61 +64,61 @@ def close_calls(core: Core, entry: Entry) -> bool:
     return count > 0
 
 
-def llm_start(core: Core, entry: Entry, event: Any) -> None:
+def llm_start(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.LLM or not start_call(core, entry):
+    if rec is None or rec.role != extract.LLM or not start_call(core, entry):
         return
     attributes = rec.span.attributes
     if isinstance(event, LLMCompletionStartEvent):
-        attributes[A.GEN_AI_OPERATION] = "text_completion"
+        attributes[attrs.GEN_AI_OPERATION] = "text_completion"
         value = event.prompt
     else:
-        value = core.extract("messages", X.messages, event.messages)
-    if A.INPUT_VALUE not in attributes and value is not None:
-        S.RUNTIME.capture(rec.span, A.INPUT_VALUE, A.INPUT_MIME, value)
-    if A.REQUEST_MODEL not in attributes:
-        model = core.extract("model", X.model_from_payload, event.model_dict)
+        value = core.extract("messages", extract.messages, event.messages)
+    if attrs.INPUT_VALUE not in attributes and value is not None:
+        spans.RUNTIME.capture(rec.span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
+    if attrs.REQUEST_MODEL not in attributes:
+        model = core.extract("model", extract.model_from_payload, event.model_dict)
         if model:
-            A.write_model(attributes, model, core.extract("provider", X.provider, rec.instance))
+            attrs.write_model(attributes, model, core.extract("provider", extract.provider, rec.instance))
 
 
-def llm_progress(core: Core, entry: Entry, event: Any) -> None:
+def llm_progress(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.LLM or rec.first_token:
+    if rec is None or rec.role != extract.LLM or rec.first_token:
         return
     rec.first_token = True
     if core.lazy.get(id(rec.instance)) is rec:
         core.lazy.pop(id(rec.instance), None)
     span = rec.span
-    span.attributes[A.TTFT_MS] = round((S.now_ns() - span.start_ns) / 1e6, 3)
+    span.attributes[attrs.TTFT_MS] = round((spans.now_ns() - span.start_ns) / 1e6, 3)
 
 
-def llm_end(core: Core, entry: Entry, event: Any) -> None:
+def llm_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.LLM:
+    if rec is None or rec.role != extract.LLM:
         return
     if end_call(core, entry) and event.response is not None:
         llm_response(core, rec, event.response)
     core.maybe_end(rec)
 
 
-def llm_response(core: Core, rec: Rec, response: Any) -> None:
+def llm_response(core: State, rec: Rec, response: Any) -> None:
     """Output, token usage (from the raw provider response) and response model of one LLM call."""
-    value = core.extract("llm output", X.response_output, response)
+    value = core.extract("llm output", extract.response_output, response)
     if value is not None:
         core.output(rec, value)
-    usage = core.extract("llm usage", X.response_usage, response)
+    usage = core.extract("llm usage", extract.response_usage, response)
     if usage is not None:
         add_usage(core, rec, tuple(usage))
-    model = core.extract("response model", X.response_model, response)
+    model = core.extract("response model", extract.response_model, response)
     if model:
         attributes = rec.span.attributes
-        attributes[A.RESPONSE_MODEL] = model
-        if A.REQUEST_MODEL not in attributes:
-            A.write_model(attributes, model, None)
+        attributes[attrs.RESPONSE_MODEL] = model
+        if attrs.REQUEST_MODEL not in attributes:
+            attrs.write_model(attributes, model, None)
 
 
-def add_usage(core: Core, rec: Rec, usage: tuple[int | None, ...]) -> None:
+def add_usage(core: State, rec: Rec, usage: tuple[int | None, ...]) -> None:
     with core.lock:
         if rec.usage is None:
             rec.usage = list(usage)
@@ -132,10 +129,10 @@ def add_usage(core: Core, rec: Rec, usage: tuple[int | None, ...]) -> None:
             ]
 
 
-def exception(core: Core, entry: Entry, event: Any) -> None:
+def exception(core: State, entry: Entry, event: Any) -> None:
     """A streamed LLM call failed, or its stream was closed before the end."""
     rec = entry.rec
-    if rec is None or rec.role != X.LLM:
+    if rec is None or rec.role != extract.LLM:
         return
     top = end_call(core, entry)
     if top is None:
@@ -143,63 +140,63 @@ def exception(core: Core, entry: Entry, event: Any) -> None:
     if not top:
         pass  # the outermost call reports the same exception
     elif isinstance(event.exception, GeneratorExit):
-        rec.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+        rec.span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
     else:
         record_error(rec.span, event.exception)
     core.maybe_end(rec)
 
 
-def stream_chat_error(core: Core, entry: Entry, event: Any) -> None:
+def stream_chat_error(core: State, entry: Entry, event: Any) -> None:
     """A chat engine's stream failed in the thread writing it to memory."""
     if entry.rec is not None:
         record_error(entry.rec.span, event.exception)
 
 
-def embedding_start(core: Core, entry: Entry, event: Any) -> None:
-    if entry.rec is not None and entry.rec.role == X.EMBEDDING:
+def embedding_start(core: State, entry: Entry, event: Any) -> None:
+    if entry.rec is not None and entry.rec.role == extract.EMBEDDING:
         start_call(core, entry)
 
 
-def embedding_end(core: Core, entry: Entry, event: Any) -> None:
+def embedding_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.EMBEDDING or not end_call(core, entry):
+    if rec is None or rec.role != extract.EMBEDDING or not end_call(core, entry):
         return
-    tokens = core.extract("embedding tokens", X.token_count, event.chunks)
+    tokens = core.extract("embedding tokens", extract.token_count, event.chunks)
     if tokens is not None:
         add_usage(core, rec, (tokens, None, None, None, None))
     if event.embeddings and isinstance(event.embeddings[0], list):
         rec.span.attributes["gen_ai.embeddings.dimension.count"] = len(event.embeddings[0])
 
 
-def _documents(core: Core, rec: Rec, prefix: str, nodes: Any) -> None:
-    runtime = S.RUNTIME
+def _documents(core: State, rec: Rec, prefix: str, nodes: Any) -> None:
+    runtime = spans.RUNTIME
     documents = core.extract(
-        "rerank documents", X.node_documents, nodes, runtime.max_value_length, runtime.capture_content
+        "rerank documents", extract.node_documents, nodes, runtime.max_value_length, runtime.capture_content
     )
     attributes = rec.span.attributes
     for suffix, value in (documents or {}).items():
         attributes[prefix + suffix] = value
 
 
-def rerank_start(core: Core, entry: Entry, event: Any) -> None:
+def rerank_start(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.RERANKER:
+    if rec is None or rec.role != extract.RERANKER:
         return
     attributes = rec.span.attributes
     if event.model_name:
         attributes["reranker.model_name"] = event.model_name
     attributes["reranker.top_k"] = event.top_n
-    if event.query is not None and S.RUNTIME.capture_content:
-        attributes["reranker.query"] = str(X.query_text(event.query))
+    if event.query is not None and spans.RUNTIME.capture_content:
+        attributes["reranker.query"] = str(extract.query_text(event.query))
     _documents(core, rec, "reranker.input_documents", event.nodes)
 
 
-def rerank_end(core: Core, entry: Entry, event: Any) -> None:
+def rerank_end(core: State, entry: Entry, event: Any) -> None:
     rec = entry.rec
-    if rec is None or rec.role != X.RERANKER:
+    if rec is None or rec.role != extract.RERANKER:
         return
     _documents(core, rec, "reranker.output_documents", event.nodes)
-    rec.span.attributes[A.RETRIEVAL_COUNT] = len(event.nodes)
+    rec.span.attributes[attrs.RETRIEVAL_COUNT] = len(event.nodes)
 
 
 #: The events that matter, by class (subclasses are matched once, then cached by the core).

@@ -21,7 +21,7 @@ from llama_index.core.response_synthesizers.base import BaseSynthesizer
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import BaseTool
 
-from .._internal.extract import Usage, extract_response_model, extract_usage
+from .._internal.core.extract import Usage, extract_response_model, extract_usage
 
 try:  # llama-index-workflows, split out of llama-index-core in 0.12.x
     from workflows import Workflow

@@ -20,72 +20,20 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .._internal import attrs as A
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_error
-from .._internal.errors import log_once
-from .._internal.tracing import start_span
+from .._internal.core import attrs, spans
+from .._internal.core.decorators import record_error
+from .._internal.core.errors import log_once
+from .._internal.core.tracing import start_span
 from . import _llamaindex_events as events
-from . import _llamaindex_extract as X
+from . import _llamaindex_extract as extract
 from . import _llamaindex_stream as streams
+from ._llamaindex_records import Entry, Rec
 
 _set_span = trace_api.set_span_in_context
 _get_current_span = trace_api.get_current_span
 _STREAMS = (Generator, AsyncGenerator)
 _UNKNOWN = object()
-
-
-class Rec:
-    """One trodo span and what it waits for before it ends: ``open`` LlamaIndex spans feeding it,
-    ``depth`` started LLM/embedding calls that have not reported their end, ``holds`` spans under
-    it and response streams not finished."""
-
-    __slots__ = (
-        "depth",
-        "done",
-        "first_token",
-        "holds",
-        "instance",
-        "members",
-        "open",
-        "output_set",
-        "parent",
-        "result",
-        "role",
-        "span",
-        "usage",
-    )
-
-    def __init__(self, span: S.TrodoSpan, role: str, instance: Any, parent: Rec | None, li_id: str):
-        self.span = span
-        self.role = role
-        self.instance = instance
-        self.parent = parent
-        self.members = [li_id]
-        self.open = 1
-        self.depth = 0
-        self.holds = 0
-        self.done = False
-        self.first_token = False
-        self.output_set = False
-        self.result: Any = None  # a result whose output is read when the span ends
-        self.usage: list[int | None] | None = None
-
-
-class Entry:
-    """A LlamaIndex span: the record it feeds (``member``; ``own`` when it opened it) or, when
-    collapsed, its nearest kept ancestor's record (``None`` when there is none)."""
-
-    __slots__ = ("calls", "member", "own", "rec", "started", "token")
-
-    def __init__(self, rec: Rec | None, member: bool, own: bool = False):
-        self.rec = rec
-        self.member = member
-        self.own = own
-        self.started = False  # it reported a call (LLM and embedding spans)
-        self.calls: list[bool] = []  # its calls that have not reported their end: outermost or not
-        self.token: Any = None
 
 
 class Core:
@@ -120,7 +68,7 @@ class Core:
 
     # -- span start ------------------------------------------------------------------------------
     def enter(self, id_: str, bound_args: Any, instance: Any, parent_id: str | None, tags: Any) -> None:
-        runtime = S.RUNTIME or runtime_mod.get()
+        runtime = spans.RUNTIME or runtime_mod.get()
         if not runtime.enabled:
             return
         entries = self.entries
@@ -133,7 +81,7 @@ class Core:
             key = (type(instance), qualname.rpartition(".")[2])
             role = self.roles.get(key, _UNKNOWN)
             if role is _UNKNOWN:
-                role = self.roles[key] = X.classify(instance, key[1])
+                role = self.roles[key] = extract.classify(instance, key[1])
         if role is None:
             entry = Entry(parent_rec, member=False)
             with self.lock:
@@ -158,11 +106,11 @@ class Core:
         stream the object returned under the same parent that has not produced a chunk yet — the
         call that stream makes lazily on its first step (``astream_complete`` over
         ``stream_complete``)."""
-        if role not in X.MERGED:
+        if role not in extract.MERGED:
             return None
         if parent_rec is not None and parent_rec.instance is instance and parent_rec.role == role:
             return None if parent_rec.done else parent_rec
-        if role == X.LLM:
+        if role == extract.LLM:
             lazy = self.lazy.get(id(instance))
             if (
                 lazy is not None
@@ -179,10 +127,14 @@ class Core:
         if parent is None or not parent.own or parent.rec is None:
             return None
         rec = parent.rec
-        if rec.role == X.WORKFLOW:
-            return X.STEP
-        if rec.role == X.AGENT and qualname.endswith(".run_agent_step") and X.is_multi_agent(rec.instance):
-            return X.AGENT_STEP
+        if rec.role == extract.WORKFLOW:
+            return extract.STEP
+        if (
+            rec.role == extract.AGENT
+            and qualname.endswith(".run_agent_step")
+            and extract.is_multi_agent(rec.instance)
+        ):
+            return extract.AGENT_STEP
         return None  # an agent's own bookkeeping steps are collapsed into the agent
 
     def _open(
@@ -196,38 +148,40 @@ class Core:
         parent_rec: Rec | None,
     ) -> Rec:
         name = None
-        if role == X.AGENT_STEP:
-            name = self.extract("step name", X.agent_step_name, bound_args)
+        if role == extract.AGENT_STEP:
+            name = self.extract("step name", extract.agent_step_name, bound_args)
         if name is None:
-            name = self.extract("span name", X.span_name, role, qualname, instance) or qualname
+            name = self.extract("span name", extract.span_name, role, qualname, instance) or qualname
         attributes: dict[str, Any] = {}
-        if role == X.LLM:
-            attributes[A.GEN_AI_OPERATION] = "chat"
-            model, temperature = self.extract("llm request", X.llm_request, instance) or (None, None)
+        if role == extract.LLM:
+            attributes[attrs.GEN_AI_OPERATION] = "chat"
+            model, temperature = self.extract("llm request", extract.llm_request, instance) or (None, None)
             if model:
-                A.write_model(attributes, model, self.extract("provider", X.provider, instance))
+                attrs.write_model(attributes, model, self.extract("provider", extract.provider, instance))
             if temperature is not None:
-                attributes[A.TEMPERATURE] = float(temperature)
-        elif role == X.EMBEDDING:
-            attributes[A.GEN_AI_OPERATION] = "embeddings"
-            model = self.extract("embedding model", X.embedding_model, instance)
+                attributes[attrs.TEMPERATURE] = float(temperature)
+        elif role == extract.EMBEDDING:
+            attributes[attrs.GEN_AI_OPERATION] = "embeddings"
+            model = self.extract("embedding model", extract.embedding_model, instance)
             if model:
-                attributes[A.REQUEST_MODEL] = attributes["embedding.model_name"] = model
-            provider = self.extract("provider", X.provider, instance)
+                attributes[attrs.REQUEST_MODEL] = attributes["embedding.model_name"] = model
+            provider = self.extract("provider", extract.provider, instance)
             if provider:
-                attributes[A.PROVIDER] = provider
-        elif role == X.TOOL:
-            attributes[A.TOOL_NAME] = attributes[A.GEN_AI_TOOL_NAME] = attributes[A.OI_TOOL_NAME] = name
-        elif role == X.RERANKER:
-            attributes[A.OI_KIND] = "RERANKER"
-        span = start_span(name, X.KIND[role], attributes, ctx=self._parent_context(parent_rec))
+                attributes[attrs.PROVIDER] = provider
+        elif role == extract.TOOL:
+            attributes[attrs.TOOL_NAME] = attributes[attrs.GEN_AI_TOOL_NAME] = attributes[
+                attrs.OI_TOOL_NAME
+            ] = name
+        elif role == extract.RERANKER:
+            attributes[attrs.OI_KIND] = "RERANKER"
+        span = start_span(name, extract.KIND[role], attributes, ctx=self._parent_context(parent_rec))
         rec = Rec(span, role, instance, parent_rec, id_)
         if parent_rec is not None:
             with self.lock:
                 parent_rec.holds += 1
-        value = self.extract("input", X.span_input, role, bound_args, tags)
+        value = self.extract("input", extract.span_input, role, bound_args, tags)
         if value is not None:
-            S.RUNTIME.capture(span, A.INPUT_VALUE, A.INPUT_MIME, value)
+            spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
         return rec
 
     @staticmethod
@@ -242,7 +196,7 @@ class Core:
         if current is parent:
             return None
         if (
-            isinstance(current, S.TrodoSpan)
+            isinstance(current, spans.TrodoSpan)
             and current.end_ns is None
             and current.trace_id == parent.trace_id
             and current.start_ns >= parent.start_ns
@@ -315,13 +269,13 @@ class Core:
         span = rec.span
         try:
             if rec.result is not None and not rec.output_set:
-                value = X.span_output(rec.role, rec.result)
+                value = extract.span_output(rec.role, rec.result)
                 if value is not None:
                     self.output(rec, value)
             usage = rec.usage
             if usage is not None:
-                A.write_usage(span.attributes, *usage)
-                if rec.role == X.EMBEDDING and usage[0]:
+                attrs.write_usage(span.attributes, *usage)
+                if rec.role == extract.EMBEDDING and usage[0]:
                     _embedding_cost(span)
         except Exception:
             self.fail("span end")
@@ -350,9 +304,9 @@ class Core:
         assert rec is not None
         role = rec.role
         try:
-            if role == X.RETRIEVER:
+            if role == extract.RETRIEVER:
                 self._documents(rec, result)
-            elif role == X.LLM:
+            elif role == extract.LLM:
                 if isinstance(result, _STREAMS):
                     if rec.depth > 0 and not rec.first_token:
                         self.lazy[id(rec.instance)] = rec
@@ -360,10 +314,10 @@ class Core:
                     events.llm_response(self, rec, result)  # an LLM that reports no events
             elif isinstance(result, (StreamingResponse, AsyncStreamingResponse)):
                 streams.hold(self, rec, rec.members[0], result)
-            elif role == X.CHAT:
+            elif role == extract.CHAT:
                 rec.result = result  # a streaming chat response has its text only once streamed
-            elif role not in (X.EMBEDDING, X.RERANKER):
-                value = X.span_output(role, result)
+            elif role not in (extract.EMBEDDING, extract.RERANKER):
+                value = extract.span_output(role, result)
                 if value is not None:
                     self.output(rec, value)
         except Exception:
@@ -373,18 +327,18 @@ class Core:
         """``retrieval.documents.N.document.id|content|score`` (content bounded) and the count."""
         if not isinstance(nodes, list):
             return
-        runtime = S.RUNTIME
+        runtime = spans.RUNTIME
         attributes = rec.span.attributes
-        attributes[A.RETRIEVAL_COUNT] = len(nodes)
+        attributes[attrs.RETRIEVAL_COUNT] = len(nodes)
         documents = self.extract(
-            "documents", X.node_documents, nodes, runtime.max_value_length, runtime.capture_content
+            "documents", extract.node_documents, nodes, runtime.max_value_length, runtime.capture_content
         )
         for suffix, value in (documents or {}).items():
             attributes["retrieval.documents" + suffix] = value
 
     def output(self, rec: Rec, value: Any) -> None:
         rec.output_set = True
-        S.RUNTIME.capture(rec.span, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+        spans.RUNTIME.capture(rec.span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, value)
 
     def _watch_stream(self, entry: Entry, stream: Any) -> None:
         """A call handed back its stream unconsumed: if the stream is dropped before the call
@@ -395,7 +349,7 @@ class Core:
         rec = entry.rec
         if rec is None or rec.done or not events.close_calls(self, entry):
             return  # the call reported its end: the stream was consumed
-        rec.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+        rec.span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
         self.maybe_end(rec)
 
     # -- events ----------------------------------------------------------------------------------
@@ -412,13 +366,13 @@ class Core:
             handle(self, entry, event)
 
 
-def _embedding_cost(span: S.TrodoSpan) -> None:
+def _embedding_cost(span: spans.TrodoSpan) -> None:
     """Embedding spans are ``function`` spans, which the runtime does not price: price them here."""
     attributes = span.attributes
-    model = attributes.get(A.REQUEST_MODEL)
+    model = attributes.get(attrs.REQUEST_MODEL)
     if model:
-        cost = S.RUNTIME.pricing.cost(
-            model, attributes.get(A.PROVIDER), input_tokens=attributes[A.USAGE_INPUT]
+        cost = spans.RUNTIME.pricing.cost(
+            model, attributes.get(attrs.PROVIDER), input_tokens=attributes[attrs.USAGE_INPUT]
         )
         if cost is not None:
-            attributes[A.LLM_COST] = cost
+            attributes[attrs.LLM_COST] = cost

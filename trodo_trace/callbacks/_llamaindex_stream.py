@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.instrumentation.span import active_span_id
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from .._internal import attrs as A
-from .._internal.decorators import record_error
-
-if TYPE_CHECKING:
-    from ._llamaindex_spans import Core, Rec
+from .._internal.core import attrs
+from .._internal.core.decorators import record_error
+from ._llamaindex_records import Rec, State
 
 _TEXT_LIMIT = 1 << 20  # characters of streamed text kept for the output
 
@@ -46,7 +44,7 @@ class StreamState:
 
     __slots__ = ("core", "ctx", "done", "li_id", "parts", "recs", "size")
 
-    def __init__(self, core: Core, li_id: str | None):
+    def __init__(self, core: State, li_id: str | None):
         self.core = core
         self.li_id = li_id
         self.recs: list[Rec] = []
@@ -97,7 +95,7 @@ class StreamState:
         """The stream was closed or dropped before it ended."""
         if not self.done:
             for rec in self.recs:
-                rec.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+                rec.span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
             self.finish(None, completed=False)
 
 
@@ -179,7 +177,7 @@ class AsyncStreamProxy(AsyncGenerator):
         return item
 
 
-def hold(core: Core, rec: Rec, li_id: str, response: Any) -> None:
+def hold(core: State, rec: Rec, li_id: str, response: Any) -> None:
     """Keep ``rec`` open until ``response``'s token stream is consumed (the first span to see the
     response wraps its stream; the spans it is returned through join the wait)."""
     stream = response.response_gen

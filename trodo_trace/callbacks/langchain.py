@@ -45,15 +45,13 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from opentelemetry.trace.status import StatusCode
 
-from .._internal import attrs as A
-from .._internal import errors
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_documents, record_error
-from .._internal.errors import internal_error
-from .._internal.tracing import RunOptions
-from . import _langchain_extract as X
-from . import _langchain_runs as R
+from .._internal.core import attrs, errors, spans
+from .._internal.core.decorators import record_documents, record_error
+from .._internal.core.errors import internal_error
+from .._internal.core.tracing import RunOptions
+from . import _langchain_extract as extract
+from . import _langchain_runs as runs
 
 __all__ = ["TrodoCallbackHandler", "instrument", "uninstrument"]
 
@@ -137,15 +135,15 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         name: str,
         kind: str,
         metadata: Mapping[str, Any] | None,
-    ) -> R.Entry | None:
-        runtime = S.RUNTIME or runtime_mod.get()
+    ) -> runs.Entry | None:
+        runtime = spans.RUNTIME or runtime_mod.get()
         if not runtime.enabled:
             return None
-        return R.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
+        return runs.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
 
     def _run_options(self, metadata: Mapping[str, Any] | None) -> RunOptions:
-        distinct_id, conversation_id = X.identity(metadata) if metadata else (None, None)
-        run_metadata = X.run_metadata(metadata) if metadata else None
+        distinct_id, conversation_id = extract.identity(metadata) if metadata else (None, None)
+        run_metadata = extract.run_metadata(metadata) if metadata else None
         if self.metadata:
             run_metadata = {**self.metadata, **(run_metadata or {})}
         return RunOptions(
@@ -155,16 +153,16 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         )
 
     def _fail(self, run_id: UUID, error: BaseException) -> None:
-        entry = R.pop(run_id)
+        entry = runs.pop(run_id)
         if entry is None:
             return
         try:
-            if X.is_bubble_up(error):
-                entry.span.attributes[X.INTERRUPTED] = type(error).__name__
+            if extract.is_bubble_up(error):
+                entry.span.attributes[extract.INTERRUPTED] = type(error).__name__
             else:
                 record_error(entry.span, error)
         finally:
-            R.close(entry)
+            runs.close(entry)
 
     # -- chains ----------------------------------------------------------------------------------
     @_guarded
@@ -179,32 +177,32 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if tags and X.HIDDEN_TAG in tags:
-            R.HIDDEN[run_id] = parent_run_id
+        if tags and extract.HIDDEN_TAG in tags:
+            runs.HIDDEN[run_id] = parent_run_id
             return
-        name = X.run_name(serialized, kwargs, "chain")
-        kind = "agent" if X.is_agent(name, serialized, metadata) else "chain"
+        name = extract.run_name(serialized, kwargs, "chain")
+        kind = "agent" if extract.is_agent(name, serialized, metadata) else "chain"
         entry = self._start(run_id, parent_run_id, name, kind, metadata)
         if entry is None:
             return
         span = entry.span
         if metadata and "langgraph_node" in metadata:
-            _safe(X.graph_attributes, span.attributes, metadata)
+            _safe(extract.graph_attributes, span.attributes, metadata)
         if "defers_inputs" not in kwargs or inputs != _DEFERRED:
-            _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs)
+            _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, inputs)
 
     @_guarded
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.pop(run_id)
+        entry = runs.pop(run_id)
         if entry is None:
             return
         try:
             span = entry.span
             if kwargs.get("inputs") is not None:
-                _capture(span, A.INPUT_VALUE, A.INPUT_MIME, kwargs["inputs"])
-            _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs)
+                _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, kwargs["inputs"])
+            _capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, outputs)
         finally:
-            R.close(entry)
+            runs.close(entry)
 
     @_guarded
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -212,15 +210,15 @@ class TrodoCallbackHandler(BaseCallbackHandler):
 
     @_guarded
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is not None:
-            entry.span.add_event("agent.action", _safe(X.agent_action, action))
+            entry.span.add_event("agent.action", _safe(extract.agent_action, action))
 
     @_guarded
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is not None:
-            entry.span.add_event("agent.finish", _safe(X.agent_finish, finish))
+            entry.span.add_event("agent.finish", _safe(extract.agent_finish, finish))
 
     # -- chat models and LLMs ----------------------------------------------------------------------
     @_guarded
@@ -261,24 +259,24 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
     ) -> None:
-        name = X.run_name(serialized, kwargs, "llm")
+        name = extract.run_name(serialized, kwargs, "llm")
         entry = self._start(run_id, parent_run_id, name, "llm", metadata)
         if entry is None:
             return
         span = entry.span
         attributes = span.attributes
-        attributes[A.GEN_AI_OPERATION] = operation
-        _safe(X.model_attributes, attributes, metadata, kwargs.get("invocation_params"))
-        if S.RUNTIME.capture_content:
+        attributes[attrs.GEN_AI_OPERATION] = operation
+        _safe(extract.model_attributes, attributes, metadata, kwargs.get("invocation_params"))
+        if spans.RUNTIME.capture_content:
             if operation == "chat":
-                value = _safe(X.chat_input, prompt)
+                value = _safe(extract.chat_input, prompt)
             else:
                 value = prompt[0] if len(prompt) == 1 else prompt
             if value is not None:
-                S.RUNTIME.capture(span, A.INPUT_VALUE, A.INPUT_MIME, value)
+                spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is None or entry.first_token:
             return
         try:
@@ -287,7 +285,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             internal_error("langchain on_llm_new_token")
 
     def on_stream_event(self, event: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is None or entry.first_token:
             return
         try:
@@ -297,22 +295,22 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             internal_error("langchain on_stream_event")
 
     @staticmethod
-    def _first_token(entry: R.Entry) -> None:
+    def _first_token(entry: runs.Entry) -> None:
         entry.first_token = True
         span = entry.span
-        span.attributes[A.TTFT_MS] = round((S.now_ns() - span.start_ns) / 1e6, 3)
+        span.attributes[attrs.TTFT_MS] = round((spans.now_ns() - span.start_ns) / 1e6, 3)
         # The model has answered; the rest of its stream runs inside whoever consumes it.
-        R.release(entry.ctx, entry.token)
+        runs.release(entry.ctx, entry.token)
 
     @_guarded
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.pop(run_id)
+        entry = runs.pop(run_id)
         if entry is None:
             return
         try:
             _record_llm_result(entry.span, response)
         finally:
-            R.close(entry)
+            runs.close(entry)
 
     @_guarded
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -320,9 +318,9 @@ class TrodoCallbackHandler(BaseCallbackHandler):
 
     @_guarded
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is not None:
-            entry.span.add_event("retry", _safe(X.retry, retry_state))
+            entry.span.add_event("retry", _safe(extract.retry, retry_state))
 
     # -- tools -------------------------------------------------------------------------------------
     @_guarded
@@ -338,32 +336,34 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        name = X.run_name(serialized, kwargs, "tool")
+        name = extract.run_name(serialized, kwargs, "tool")
         entry = self._start(run_id, parent_run_id, name, "tool", metadata)
         if entry is None:
             return
         span = entry.span
         attributes = span.attributes
-        attributes[A.TOOL_NAME] = attributes[A.GEN_AI_TOOL_NAME] = attributes[A.OI_TOOL_NAME] = name
+        attributes[attrs.TOOL_NAME] = attributes[attrs.GEN_AI_TOOL_NAME] = attributes[attrs.OI_TOOL_NAME] = (
+            name
+        )
         tool_call_id = kwargs.get("tool_call_id")
         if isinstance(tool_call_id, str):
-            attributes[X.TOOL_CALL_ID] = tool_call_id
-        _capture(span, A.INPUT_VALUE, A.INPUT_MIME, inputs if inputs is not None else input_str)
+            attributes[extract.TOOL_CALL_ID] = tool_call_id
+        _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, inputs if inputs is not None else input_str)
 
     @_guarded
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.pop(run_id)
+        entry = runs.pop(run_id)
         if entry is None:
             return
         try:
             span = entry.span
-            value, error = _safe(X.tool_output, output) or (output, None)
-            _capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+            value, error = _safe(extract.tool_output, output) or (output, None)
+            _capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, value)
             if error is not None:
-                span.attributes[A.ERROR_TYPE] = "ToolError"
+                span.attributes[attrs.ERROR_TYPE] = "ToolError"
                 span.set_status(StatusCode.ERROR, error[:1024])
         finally:
-            R.close(entry)
+            runs.close(entry)
 
     @_guarded
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -382,20 +382,20 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        name = X.run_name(serialized, kwargs, "retriever")
+        name = extract.run_name(serialized, kwargs, "retriever")
         entry = self._start(run_id, parent_run_id, name, "retrieval", metadata)
         if entry is not None:
-            _capture(entry.span, A.INPUT_VALUE, A.INPUT_MIME, query)
+            _capture(entry.span, attrs.INPUT_VALUE, attrs.INPUT_MIME, query)
 
     @_guarded
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.pop(run_id)
+        entry = runs.pop(run_id)
         if entry is None:
             return
         try:
             _safe(record_documents, entry.span, list(documents))
         finally:
-            R.close(entry)
+            runs.close(entry)
 
     @_guarded
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -404,36 +404,36 @@ class TrodoCallbackHandler(BaseCallbackHandler):
     # -- custom events -----------------------------------------------------------------------------
     @_guarded
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = R.RUNS.get(run_id)
+        entry = runs.RUNS.get(run_id)
         if entry is not None:
-            entry.span.add_event(str(name), {"data": _safe(X.text, data) or ""})
+            entry.span.add_event(str(name), {"data": _safe(extract.text, data) or ""})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _capture(span: S.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
-    runtime = S.RUNTIME
+def _capture(span: spans.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
+    runtime = spans.RUNTIME
     if runtime.capture_content:
-        compacted = _safe(X.compact, value)
+        compacted = _safe(extract.compact, value)
         runtime.capture(span, key, mime_key, value if compacted is None else compacted)
 
 
-def _record_llm_result(span: S.TrodoSpan, response: Any) -> None:
+def _record_llm_result(span: spans.TrodoSpan, response: Any) -> None:
     attributes = span.attributes
-    if S.RUNTIME.capture_content:
-        output = _safe(X.generation_output, response)
+    if spans.RUNTIME.capture_content:
+        output = _safe(extract.generation_output, response)
         if output is not None:
-            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
-    usage = _safe(X.usage, response)
+            spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, output)
+    usage = _safe(extract.usage, response)
     if usage is not None:
-        A.write_usage(attributes, *usage)
-    model = _safe(X.response_model, response)
+        attrs.write_usage(attributes, *usage)
+    model = _safe(extract.response_model, response)
     if model:
-        attributes[A.RESPONSE_MODEL] = model
-        if A.REQUEST_MODEL not in attributes:
-            A.write_model(attributes, model, attributes.get(A.PROVIDER))
-    reasons = _safe(X.finish_reasons, response)
+        attributes[attrs.RESPONSE_MODEL] = model
+        if attrs.REQUEST_MODEL not in attributes:
+            attrs.write_model(attributes, model, attributes.get(attrs.PROVIDER))
+    reasons = _safe(extract.finish_reasons, response)
     if reasons:
-        attributes[X.FINISH_REASONS] = reasons
+        attributes[extract.FINISH_REASONS] = reasons
 
 
 # -- process-wide instrumentation -----------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from .http import instrument_httpx, instrument_requests
+
 A = TypeVar("A")
 
 __all__ = ["fastapi_middleware", "instrument_httpx", "instrument_requests"]
@@ -38,33 +40,3 @@ def fastapi_middleware(app: A) -> A:
     if not any(getattr(item, "cls", None) is TrodoMiddleware for item in existing):
         add(TrodoMiddleware)
     return app
-
-
-def instrument_httpx() -> None:
-    """Add the propagation headers to httpx requests sent inside a run (idempotent).
-
-    Example:
-        >>> import trodo_trace as trodo
-        >>> trodo.instrument_httpx()
-
-    Raises:
-        ImportError: httpx is not installed.
-    """
-    from .http import instrument_httpx as instrument
-
-    instrument()
-
-
-def instrument_requests() -> None:
-    """Add the propagation headers to ``requests`` calls sent inside a run (idempotent).
-
-    Example:
-        >>> import trodo_trace as trodo
-        >>> trodo.instrument_requests()
-
-    Raises:
-        ImportError: requests is not installed.
-    """
-    from .http import instrument_requests as instrument
-
-    instrument()

@@ -10,11 +10,11 @@ from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.status import StatusCode
 
 from .._internal import runtime as runtime_mod
-from .._internal import spans as S
-from .._internal.decorators import record_error
-from .._internal.errors import internal_error
+from .._internal.core import spans
+from .._internal.core.decorators import record_error
+from .._internal.core.errors import internal_error
+from .._internal.core.tracing import start_span
 from .._internal.propagation import join_context, read_headers, token_for
-from .._internal.tracing import start_span
 
 
 class ServerRequest:
@@ -29,7 +29,7 @@ class ServerRequest:
 
     __slots__ = ("ctx", "span", "token")
 
-    def __init__(self, ctx: otel_context.Context, span: S.TrodoSpan | None):
+    def __init__(self, ctx: otel_context.Context, span: spans.TrodoSpan | None):
         self.ctx = ctx
         self.span = span
         self.token: object | None = None
@@ -38,7 +38,7 @@ class ServerRequest:
     def begin(cls, get_header: Callable[[str], str | None], method: str, path: str) -> ServerRequest | None:
         """Join the run named by the request headers (``get_header`` takes lowercase names)."""
         try:
-            runtime = S.RUNTIME or runtime_mod.get()
+            runtime = spans.RUNTIME or runtime_mod.get()
             if not runtime.enabled:
                 return None
             run_id, span_context = read_headers(get_header)

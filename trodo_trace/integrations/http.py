@@ -18,7 +18,7 @@ import importlib
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from .._internal.errors import internal_error
+from .._internal.core.errors import internal_error
 from .._internal.propagation import propagation_headers
 
 __all__ = ["instrument_httpx", "instrument_requests", "uninstrument_httpx", "uninstrument_requests"]

@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import attrs as A
-from .errors import log_once
-from .serialize import to_json
+from ..core import attrs
+from ..core.errors import log_once
+from ..core.values import to_json
 
 REDACTED = "[REDACTED]"
 
@@ -119,7 +119,7 @@ def redact_secrets(text: str) -> str:
 
 
 #: Attribute names (or prefixes) that carry captured content; removed when content capture is off.
-CONTENT_KEYS = (A.INPUT_VALUE, A.OUTPUT_VALUE, A.INPUT_MIME, A.OUTPUT_MIME)
+CONTENT_KEYS = (attrs.INPUT_VALUE, attrs.OUTPUT_VALUE, attrs.INPUT_MIME, attrs.OUTPUT_MIME)
 CONTENT_PREFIXES = (
     "llm.input_messages",
     "llm.output_messages",
@@ -138,7 +138,7 @@ CONTENT_PREFIXES = (
     "reranker.output_documents",
     "reranker.query",
 )
-_CAPTURED_KEYS = frozenset((A.INPUT_VALUE, A.OUTPUT_VALUE))
+_CAPTURED_KEYS = frozenset((attrs.INPUT_VALUE, attrs.OUTPUT_VALUE))
 #: Span kinds whose content may sit in other attributes (LLM messages, documents, reranker results).
 _KINDS_WITH_MESSAGES = frozenset(("llm", "retrieval", "function"))
 _FEW_ATTRIBUTES = 16
@@ -205,8 +205,8 @@ class Scrubber:
         message = span.status_message
         if message:
             new = self._status(message)
-            if attributes.get(A.RUN_ERROR_SUMMARY) == message:
-                attributes[A.RUN_ERROR_SUMMARY] = new
+            if attributes.get(attrs.RUN_ERROR_SUMMARY) == message:
+                attributes[attrs.RUN_ERROR_SUMMARY] = new
             span.status_message = new
         if span.events:
             span.events = [self._event(event) for event in span.events]

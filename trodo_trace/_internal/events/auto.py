@@ -22,8 +22,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import runtime as runtime_mod
-from .errors import RAISE_INTERNAL, log_once
+from .. import runtime as runtime_mod
+from ..core.errors import RAISE_INTERNAL, log_once
+from .sink import current_sink
+from .track import SERVER_GLOBAL, send_server_error
 
 #: Longest a hook waits for the event to be delivered before letting the process go on (or die).
 CRASH_FLUSH_TIMEOUT_S = 2.0
@@ -57,8 +59,6 @@ def report(exc: BaseException, source: str, severity: str, tb: Any = None, **ext
     if not isinstance(exc, Exception):
         return False
     try:
-        from .events import SERVER_GLOBAL, send_server_error
-
         return send_server_error(exc, SERVER_GLOBAL, severity, {"source": source, **extra}, tb=tb)
     except Exception:
         _hook_failed("report")
@@ -68,8 +68,6 @@ def report(exc: BaseException, source: str, severity: str, tb: Any = None, **ext
 def _deliver() -> None:
     """Wait (bounded) until queued events are delivered."""
     try:
-        from .event_sink import current_sink
-
         sink = current_sink()
         if sink is not None and not sink.closed:
             sink.flush(CRASH_FLUSH_TIMEOUT_S)

@@ -7,8 +7,8 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .config import Config
-from .version import VERSION
+from ..config import Config
+from ..version import VERSION
 
 SCOPE = InstrumentationScope("trodo_trace", VERSION)
 
@@ -29,7 +29,9 @@ def build_resource(config: Config) -> Resource:
 
         from .otel_compat import default_resource
 
-        resource = default_resource().merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
+        resource = (
+            default_resource().merge(resources.OTELResourceDetector().detect()).merge(Resource(attributes))
+        )
         if not resource.attributes.get("service.name"):
             resource = resource.merge(Resource({"service.name": "unknown_service:python"}))
     return _Resource(resource.attributes, resource.schema_url)

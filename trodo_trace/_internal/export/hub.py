@@ -13,19 +13,29 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .errors import internal_error
+from ..core.errors import internal_error
 from .otlp_transport import SIGNALS, Attempt, Sender
 from .spool import Spool, SpoolFile, pid_alive
-
-if TYPE_CHECKING:
-    from .delivery import SignalDelivery
 
 _RESCAN_S = 5.0
 #: How long one opportunistic drain may keep starting new sends.
 DRAIN_BUDGET_S = 1.0
 _STALE_OWNER_NS = 10 * 60 * 10**9
+
+
+class Delivery(Protocol):
+    """What the hub asks of a signal's delivery (:class:`~.delivery.SignalDelivery`), which registers
+    itself in :attr:`Hub.deliveries`."""
+
+    stopping: bool
+
+    def spool_resolved(self, count: int, rejected: int, attempt: Attempt) -> None: ...
+
+    def note_error(self, attempt: Attempt) -> None: ...
+
+    def log_rejection(self, attempt: Attempt, count: int) -> None: ...
 
 
 def new_owner() -> str:
@@ -81,7 +91,7 @@ class Hub:
         self.owner = owner
         self.attempt_timeout_s = attempt_timeout_s
         self._sender_factory = sender_factory
-        self.deliveries: dict[str, SignalDelivery] = {}
+        self.deliveries: dict[str, Delivery] = {}
         self._init_state()
 
     def _init_state(self) -> None:

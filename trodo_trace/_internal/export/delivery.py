@@ -31,8 +31,8 @@ from typing import Any
 
 import tenacity
 
-from .counter import Counter
-from .errors import internal_error
+from ..core.counter import Counter
+from ..core.errors import internal_error
 from .hub import DRAIN_BUDGET_S, Hub
 from .otlp_transport import Attempt
 

@@ -1,7 +1,7 @@
 """A run as a person looks at it: a snapshot of its spans, live or stored, that displays itself.
 
 ``Run`` objects, the pair ``wrap_agent`` returns and ``trodo.show(run_id)`` all render through
-:class:`RunView`: a waterfall in Jupyter (``_repr_html_``, built by ``display.py``) and the CLI's
+:class:`RunView`: a waterfall in Jupyter (``_repr_html_``, built by ``waterfall.py``) and the CLI's
 text tree everywhere else (``_repr_pretty_``, ``repr``, ``print``).
 
 A live run renders from the finished spans it keeps in memory (bounded: see ``spans.RUN_SPAN_LIMIT``),
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.trace.status import StatusCode
 
-from . import attrs as A
-from . import spans as S
-from .errors import internal_error
+from .. import runtime as runtime_mod
+from ..config import default_store_path
+from ..core import attrs
+from ..core import spans as spans_mod
+from ..core.errors import internal_error
 
 #: Sub-runs of a stored run placed in its waterfall (each costs a store query).
 MAX_SUB_RUNS = 50
@@ -31,19 +32,8 @@ _NO_RESULT: Any = object()
 _STATUS = {StatusCode.OK: "ok", StatusCode.ERROR: "error", StatusCode.UNSET: "unset"}
 
 
-def in_ipython() -> bool:
-    """True inside an IPython shell or a Jupyter kernel."""
-    module = sys.modules.get("IPython")
-    if module is None:
-        return False
-    try:
-        return module.get_ipython() is not None
-    except Exception:
-        return False
-
-
 # -- live objects -> the store's shapes ----------------------------------------------------------
-def span_record(span: S.TrodoSpan) -> dict[str, Any]:
+def span_record(span: spans_mod.TrodoSpan) -> dict[str, Any]:
     """A live span in the shape ``LocalStore.get_spans`` returns (status ``running`` until it ends)."""
     attributes = dict(span.attributes)
     start, end = span.start_ns, span.end_ns
@@ -52,7 +42,7 @@ def span_record(span: S.TrodoSpan) -> dict[str, Any]:
         {"name": name, "timestamp": ts, "attributes": dict(event_attrs)}
         for name, ts, event_attrs in list(span.events or ())
     ]
-    error_type = attributes.get(A.ERROR_TYPE)
+    error_type = attributes.get(attrs.ERROR_TYPE)
     if error_type is None and status == "error":
         error_type = next(
             (e["attributes"].get("exception.type") for e in events if e["name"] == "exception"), None
@@ -76,7 +66,7 @@ def span_record(span: S.TrodoSpan) -> dict[str, Any]:
     }
 
 
-def run_summary(run: S.Run) -> dict[str, Any]:
+def run_summary(run: spans_mod.Run) -> dict[str, Any]:
     """A live run in the shape ``LocalStore.get_run`` returns (rollups so far while it runs)."""
     root = run.root
     attributes = root.attributes
@@ -86,8 +76,8 @@ def run_summary(run: S.Run) -> dict[str, Any]:
         cost, incomplete = run.cost, run.cost_incomplete
     finished = run.status is not None
     if finished:
-        duration = attributes.get(A.RUN_DURATION_MS)
-        cost_value = attributes.get(A.RUN_COST)
+        duration = attributes.get(attrs.RUN_DURATION_MS)
+        cost_value = attributes.get(attrs.RUN_COST)
     else:
         duration = None
         cost_value = round(cost, 10) if cost or not incomplete else None
@@ -101,7 +91,7 @@ def run_summary(run: S.Run) -> dict[str, Any]:
         "conversation_id": run.conversation_id,
         "parent_run_id": run.parent_run_id,
         "status": run.status or ("running" if root.end_ns is None else "unset"),
-        "error_summary": attributes.get(A.RUN_ERROR_SUMMARY),
+        "error_summary": attributes.get(attrs.RUN_ERROR_SUMMARY),
         "start_ns": root.start_ns,
         "end_ns": root.end_ns,
         "duration_ms": duration,
@@ -116,15 +106,12 @@ def run_summary(run: S.Run) -> dict[str, Any]:
     }
 
 
-def _sub_run_entry(run: S.Run) -> dict[str, Any]:
+def _sub_run_entry(run: spans_mod.Run) -> dict[str, Any]:
     parent = run.root.parent_span_id
     return {**run_summary(run), "parent_span_id": f"{parent:016x}" if parent is not None else None}
 
 
 def _default_store_path() -> Path:
-    from . import runtime as runtime_mod
-    from .store import default_store_path
-
     runtime = runtime_mod.current()
     return runtime.store_path if runtime is not None else default_store_path().expanduser().absolute()
 
@@ -167,7 +154,7 @@ class RunView:
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def from_run(cls, run: S.Run) -> RunView:
+    def from_run(cls, run: spans_mod.Run) -> RunView:
         """The view of a live run, from the spans it keeps in memory (the store if it released them)."""
         with run._lock:
             spans = run._spans  # read once: finishing another run may release it meanwhile
@@ -193,12 +180,12 @@ class RunView:
         sub_runs = sorted(
             (
                 _sub_run_entry(r)
-                for r in list(S.RECENT_RUNS)
+                for r in list(spans_mod.RECENT_RUNS)
                 if r.parent_run_id == run.run_id and r is not run
             ),
             key=lambda sub: sub["start_ns"] or 0,
         )
-        parent = next((r for r in list(S.RECENT_RUNS) if r.run_id == run.parent_run_id), None)
+        parent = next((r for r in list(spans_mod.RECENT_RUNS) if r.run_id == run.parent_run_id), None)
         return cls(
             run_summary(run),
             (span_record(s) for s in kept),
@@ -215,7 +202,7 @@ class RunView:
         Raises:
             ValueError: no store file, no such run, or a prefix matching several runs.
         """
-        from .store import LocalStore
+        from ..store.local import LocalStore
 
         path = Path(store_path).expanduser() if store_path is not None else _default_store_path()
         if not path.is_file():
@@ -253,7 +240,7 @@ class RunView:
     # -- rendering -----------------------------------------------------------------------------
     def to_html(self, result: Any = _NO_RESULT) -> str:
         """The waterfall as one self-contained HTML fragment (``result``: a value shown above it)."""
-        from .display import waterfall_html
+        from .waterfall import waterfall_html
 
         caption = None if result is _NO_RESULT else _preview(result)
         return waterfall_html(self.run, self.spans, self.sub_runs, self.parent_run, self.notes, caption)
@@ -304,7 +291,7 @@ def _print_lines(printer: Any, text: str) -> None:
 
 
 # -- the hooks Run and wrap_agent's pair call --------------------------------------------------
-def run_html(run: S.Run, result: Any = _NO_RESULT) -> str | None:
+def run_html(run: spans_mod.Run, result: Any = _NO_RESULT) -> str | None:
     """``Run._repr_html_``: the waterfall, or ``None`` (IPython then shows the text) on an SDK failure."""
     try:
         return RunView.from_run(run).to_html(result)
@@ -313,7 +300,7 @@ def run_html(run: S.Run, result: Any = _NO_RESULT) -> str | None:
         return None
 
 
-def run_pretty(run: S.Run, printer: Any, cycle: bool, prefix: str | None = None) -> None:
+def run_pretty(run: spans_mod.Run, printer: Any, cycle: bool, prefix: str | None = None) -> None:
     """``Run._repr_pretty_``: the text tree (IPython's text/plain)."""
     text = repr(run)
     if not cycle:
@@ -330,9 +317,9 @@ class RunResult(tuple):  # type: ignore[type-arg]
     Unpacks, indexes, compares and hashes as the plain tuple; copies and pickles as one.
     """
 
-    run: S.Run
+    run: spans_mod.Run
 
-    def __new__(cls, result: Any, run: S.Run) -> RunResult:
+    def __new__(cls, result: Any, run: spans_mod.Run) -> RunResult:
         self = super().__new__(cls, (result, run.run_id))
         self.run = run
         return self
@@ -347,11 +334,10 @@ class RunResult(tuple):  # type: ignore[type-arg]
         run_pretty(self.run, printer, cycle, prefix=tuple.__repr__(self))
 
 
-def _find_in_memory(run_id: str) -> S.Run | None:
-    from . import runtime as runtime_mod
+def _find_in_memory(run_id: str) -> spans_mod.Run | None:
 
     runtime = runtime_mod.current()
-    candidates = list(S.RECENT_RUNS)
+    candidates = list(spans_mod.RECENT_RUNS)
     if runtime is not None and runtime.last_run is not None:
         candidates.append(runtime.last_run)
     for run in candidates:
@@ -402,3 +388,7 @@ def show(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunView
             except (ValueError, OSError, sqlite3.Error):
                 return RunView.from_run(run)
     return RunView.from_store(run_id, store)
+
+
+# A run renders itself through these (``Run._repr_html_`` / ``Run._repr_pretty_``).
+spans_mod.RUN_RENDERERS.update(html=run_html, pretty=run_pretty)

@@ -18,9 +18,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
-from . import attrs as A
-from . import runtime as runtime_mod
-from . import spans as S
+from . import attrs, spans
 from .errors import internal_error
 from .extract import extract_documents, extract_response_model, extract_usage
 from .tracing import RunOptions, check_kind, start_span
@@ -107,29 +105,29 @@ class SpanSpec:
         self.llm = llm
         self.capture_input = capture_input
         self.capture_output = capture_output
-        self._active: ContextVar[tuple[tuple[S.TrodoSpan, object], ...]] | None = None
+        self._active: ContextVar[tuple[tuple[spans.TrodoSpan, object], ...]] | None = None
 
     # -- span lifecycle shared by every form -------------------------------------------------
     def static_attributes(self, name: str) -> dict[str, Any] | None:
         """The attributes every span of this spec and name starts with (computed once per function)."""
         attributes = dict(self.attributes or {})
         if self.kind == "tool":
-            attributes.update({A.TOOL_NAME: name, A.GEN_AI_TOOL_NAME: name, A.OI_TOOL_NAME: name})
+            attributes.update({attrs.TOOL_NAME: name, attrs.GEN_AI_TOOL_NAME: name, attrs.OI_TOOL_NAME: name})
         elif self.kind == "llm":
-            attributes[A.GEN_AI_OPERATION] = "chat"
+            attributes[attrs.GEN_AI_OPERATION] = "chat"
             if self.llm:
                 _write_llm_params(attributes, self.llm)
         return attributes or None
 
-    def _start(self, name: str, static: dict[str, Any] | None = None) -> S.TrodoSpan:
+    def _start(self, name: str, static: dict[str, Any] | None = None) -> spans.TrodoSpan:
         if static is None:
             static = self.static_attributes(name)
         return start_span(name, self.kind, static, self.run_options)
 
-    def _finish_ok(self, span: S.TrodoSpan, result: Any) -> None:
+    def _finish_ok(self, span: spans.TrodoSpan, result: Any) -> None:
         attributes = span.attributes
-        if self.capture_output and A.OUTPUT_VALUE not in attributes:
-            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, result)
+        if self.capture_output and attrs.OUTPUT_VALUE not in attributes:
+            spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, result)
         kind = self.kind
         if kind == "llm":
             record_llm_result(span, result)
@@ -145,13 +143,13 @@ class SpanSpec:
         return _wrap(self, fn)
 
     # -- context manager ---------------------------------------------------------------------
-    def __enter__(self) -> S.TrodoSpan:
+    def __enter__(self) -> spans.TrodoSpan:
         try:
-            runtime = S.RUNTIME or runtime_mod.get()
-            span = self._start(self.name or self.kind) if runtime.enabled else S.NonRecordingSpan()
+            runtime = spans.RUNTIME or spans.get_runtime()
+            span = self._start(self.name or self.kind) if runtime.enabled else spans.NonRecordingSpan()
         except Exception:
             internal_error("span start")
-            span = S.NonRecordingSpan()
+            span = spans.NonRecordingSpan()
         token = _attach(_set_span(span))
         if self._active is None:
             self._active = ContextVar("trodo_active_spec", default=())
@@ -172,7 +170,7 @@ class SpanSpec:
             _detach(token)  # type: ignore[arg-type]
             span.end()
 
-    async def __aenter__(self) -> S.TrodoSpan:
+    async def __aenter__(self) -> spans.TrodoSpan:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -182,26 +180,26 @@ class SpanSpec:
 def _write_llm_params(attributes: dict[str, Any], params: Mapping[str, Any]) -> None:
     model = params.get("model")
     if isinstance(model, str) and model:
-        A.write_model(
+        attrs.write_model(
             attributes, model, params.get("provider") if isinstance(params.get("provider"), str) else None
         )
     elif isinstance(params.get("provider"), str):
-        attributes[A.PROVIDER] = attributes[A.OI_PROVIDER] = params["provider"]
+        attributes[attrs.PROVIDER] = attributes[attrs.OI_PROVIDER] = params["provider"]
     temperature = params.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        attributes[A.TEMPERATURE] = float(temperature)
+        attributes[attrs.TEMPERATURE] = float(temperature)
 
 
-def record_error(span: S.TrodoSpan, exc: BaseException) -> None:
+def record_error(span: spans.TrodoSpan, exc: BaseException) -> None:
     """Record the user's exception (a cancellation is marked as such; ``GeneratorExit`` is not an error)."""
     try:
         if isinstance(exc, GeneratorExit):
-            span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+            span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
             return
         if isinstance(exc, SystemExit) and exc.code in (None, 0):
             return
         if _is_cancellation(exc):
-            span.attributes[A.CANCELLED] = True
+            span.attributes[attrs.CANCELLED] = True
         span.record_error(exc)
     except Exception:
         internal_error("record error")
@@ -213,41 +211,41 @@ def _is_cancellation(exc: BaseException) -> bool:
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
-def record_llm_result(span: S.TrodoSpan, result: Any) -> None:
+def record_llm_result(span: spans.TrodoSpan, result: Any) -> None:
     attributes = span.attributes
-    if A.USAGE_INPUT not in attributes and A.USAGE_OUTPUT not in attributes:
+    if attrs.USAGE_INPUT not in attributes and attrs.USAGE_OUTPUT not in attributes:
         usage = extract_usage(result)
         if usage is not None:
-            A.write_usage(attributes, *usage)
+            attrs.write_usage(attributes, *usage)
     model = extract_response_model(result)
     if model:
-        attributes[A.RESPONSE_MODEL] = model
-        if A.REQUEST_MODEL not in attributes:
-            A.write_model(attributes, model, None)
+        attributes[attrs.RESPONSE_MODEL] = model
+        if attrs.REQUEST_MODEL not in attributes:
+            attrs.write_model(attributes, model, None)
 
 
-def record_documents(span: S.TrodoSpan, result: Any) -> None:
+def record_documents(span: spans.TrodoSpan, result: Any) -> None:
     documents = extract_documents(result)
     if documents is None:
         return
     attributes = span.attributes
-    attributes[A.RETRIEVAL_COUNT] = len(documents)
-    if not S.RUNTIME.capture_content:
+    attributes[attrs.RETRIEVAL_COUNT] = len(documents)
+    if not spans.RUNTIME.capture_content:
         for index, document in enumerate(documents):
             if document.id is not None:
-                attributes[A.RETRIEVAL_DOC.format(index, "id")] = document.id
+                attributes[attrs.RETRIEVAL_DOC.format(index, "id")] = document.id
         return
-    limit = S.RUNTIME.max_value_length
+    limit = spans.RUNTIME.max_value_length
     for index, document in enumerate(documents):
         if document.id is not None:
-            attributes[A.RETRIEVAL_DOC.format(index, "id")] = document.id
+            attributes[attrs.RETRIEVAL_DOC.format(index, "id")] = document.id
         if document.content is not None:
             content = document.content
             if len(content) > limit:
                 content = content[:limit] + f"…[truncated: {len(content)} chars total]"
-            attributes[A.RETRIEVAL_DOC.format(index, "content")] = content
+            attributes[attrs.RETRIEVAL_DOC.format(index, "content")] = content
         if document.score is not None:
-            attributes[A.RETRIEVAL_DOC.format(index, "score")] = document.score
+            attributes[attrs.RETRIEVAL_DOC.format(index, "score")] = document.score
 
 
 def _enter(
@@ -257,10 +255,10 @@ def _enter(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     static: dict[str, Any] | None,
-) -> S.TrodoSpan | None:
+) -> spans.TrodoSpan | None:
     """Start the span of one call; ``None`` when tracing is off or the SDK failed (the call goes on)."""
     try:
-        runtime = S.RUNTIME or runtime_mod.get()
+        runtime = spans.RUNTIME or spans.get_runtime()
         if not runtime.enabled:
             return None
         return _start_call(spec, name, signature, args, kwargs, static)
@@ -276,7 +274,7 @@ def _start_call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     static: dict[str, Any] | None,
-) -> S.TrodoSpan:
+) -> spans.TrodoSpan:
     span = spec._start(name, static)
     if spec.capture_input or spec.kind == "llm":
         bound = signature.bind(args, kwargs)
@@ -286,7 +284,7 @@ def _start_call(
                 params = {k: v for k, v in params.items() if k not in (spec.llm or {}) or v is not None}
                 _write_llm_params(span.attributes, {**(spec.llm or {}), **params})
         if spec.capture_input:
-            S.RUNTIME.capture(span, A.INPUT_VALUE, A.INPUT_MIME, bound)
+            spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, bound)
     return span
 
 
@@ -408,7 +406,7 @@ def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _finish(spec: SpanSpec, span: S.TrodoSpan, result: Any) -> None:
+def _finish(spec: SpanSpec, span: spans.TrodoSpan, result: Any) -> None:
     try:
         spec._finish_ok(span, result)
     except Exception:
@@ -421,7 +419,7 @@ class _GeneratorState:
 
     __slots__ = ("ctx", "first_ns", "items", "more", "span", "spec")
 
-    def __init__(self, spec: SpanSpec, span: S.TrodoSpan):
+    def __init__(self, spec: SpanSpec, span: spans.TrodoSpan):
         self.spec = spec
         self.span = span
         self.ctx = _set_span(span)
@@ -444,9 +442,9 @@ class _GeneratorState:
 
     def item(self, item: Any) -> None:
         if self.first_ns is None:
-            self.first_ns = S.now_ns()
+            self.first_ns = spans.now_ns()
             if self.spec.kind == "llm":
-                self.span.attributes[A.TTFT_MS] = round((self.first_ns - self.span.start_ns) / 1e6, 3)
+                self.span.attributes[attrs.TTFT_MS] = round((self.first_ns - self.span.start_ns) / 1e6, 3)
         if len(self.items) < GENERATOR_ITEM_LIMIT:
             self.items.append(item)
         else:
@@ -463,9 +461,9 @@ class _GeneratorState:
     def _record(self) -> None:
         spec, span = self.spec, self.span
         attributes = span.attributes
-        attributes[A.GENERATOR_ITEMS] = len(self.items) + self.more
-        if spec.capture_output and A.OUTPUT_VALUE not in attributes:
-            S.RUNTIME.capture(span, A.OUTPUT_VALUE, A.OUTPUT_MIME, self._output())
+        attributes[attrs.GENERATOR_ITEMS] = len(self.items) + self.more
+        if spec.capture_output and attrs.OUTPUT_VALUE not in attributes:
+            spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, self._output())
         if spec.kind == "llm":
             for item in reversed(self.items):
                 if extract_usage(item) is not None or extract_response_model(item):
@@ -491,7 +489,7 @@ class _GeneratorState:
 
     def close_early(self) -> None:
         try:
-            self.span.attributes[A.GENERATOR_CLOSED_EARLY] = True
+            self.span.attributes[attrs.GENERATOR_CLOSED_EARLY] = True
             self._record()
         except Exception:
             internal_error("generator close")

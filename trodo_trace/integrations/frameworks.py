@@ -1,4 +1,5 @@
-"""Public entry points of the framework integrations that load their framework only when called."""
+"""Public entry points of the framework integrations (LangChain, LlamaIndex) that load their framework
+only when called; ``trodo_trace`` re-exports them."""
 
 from __future__ import annotations
 

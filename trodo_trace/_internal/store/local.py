@@ -21,6 +21,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
+from ..config import default_store_path
+from ..core.values import dumps, to_plain
+
 logger = logging.getLogger("trodo_trace.store")
 
 SCHEMA_VERSION = 1
@@ -82,35 +85,6 @@ class StoreUnavailable(OSError):
     """The local store file cannot be opened, created or read."""
 
 
-def default_store_path() -> pathlib.Path:
-    """Return ``$TRODO_STORE`` or ``./.trodo/trodo.db`` relative to the current directory."""
-    env = os.environ.get("TRODO_STORE")
-    if env:
-        return pathlib.Path(env).expanduser()
-    return pathlib.Path.cwd() / ".trodo" / "trodo.db"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-
-
-def _plain(value: Any) -> Any:
-    """Turn attribute values into JSON-friendly objects (tuples and lists become lists)."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return value
-
-
 def _loads(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default
@@ -160,7 +134,7 @@ def _span_row(span: ReadableSpan) -> tuple[Any, ...]:
         {
             "name": event.name,
             "timestamp": event.timestamp,
-            "attributes": _plain(dict(event.attributes or {})),
+            "attributes": to_plain(dict(event.attributes or {}), leaves=False),
         }
         for event in span.events or ()
     ]
@@ -182,8 +156,8 @@ def _span_row(span: ReadableSpan) -> tuple[Any, ...]:
         status,
         message,
         _str_or_none(error_type),
-        _dumps(attrs),
-        _dumps(events),
+        dumps(attrs),
+        dumps(events),
         _resource_json(span.resource),
     )
 
@@ -198,7 +172,7 @@ def _resource_json(resource: Any) -> str:
     cached = _resource_cache.get(id(resource))
     if cached is not None and cached[0] is resource:
         return cached[1]
-    text = _dumps(_plain(dict(resource.attributes)))
+    text = dumps(to_plain(dict(resource.attributes), leaves=False))
     if len(_resource_cache) > 64:
         _resource_cache.clear()
     _resource_cache[id(resource)] = (resource, text)
@@ -214,7 +188,7 @@ def _run_row(span: ReadableSpan) -> tuple[Any, ...]:
         duration = (span.end_time - span.start_time) / 1e6
     metadata = attrs.get("trodo.metadata")
     if metadata is not None and not isinstance(metadata, str):
-        metadata = _dumps(_plain(metadata))
+        metadata = dumps(to_plain(metadata, leaves=False))
     resource = span.resource.attributes if span.resource is not None else {}
     return (
         _str_or_none(attrs.get("trodo.run.id")),
@@ -470,7 +444,7 @@ class LocalStore:
         for row in rows:
             props = row.get("properties")
             if props is not None and not isinstance(props, str):
-                props = _dumps(_plain(props))
+                props = dumps(to_plain(props, leaves=False))
             values.append(tuple(props if col == "properties" else row.get(col) for col in _EVENT_COLUMNS))
         if values:
             self._write(lambda conn: conn.executemany(_INSERT_EVENT, values))

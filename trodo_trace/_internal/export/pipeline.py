@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .counter import Counter
-from .errors import internal_error, log_once
+from ..core.counter import Counter
+from ..core.errors import internal_error, log_once
 
 logger = logging.getLogger("trodo_trace")
 

@@ -15,7 +15,7 @@ import json
 import threading
 import traceback
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
 from time import time_ns
 from typing import Any
@@ -25,8 +25,9 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from . import attrs as A
+from . import attrs
 from .errors import internal_error
+from .values import to_json
 
 KINDS = ("run", "agent", "llm", "tool", "retrieval", "chain", "function")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -53,8 +54,27 @@ now_ns = time_ns
 #: The active runtime (set by ``runtime._install``); spans report to it when they end.
 RUNTIME: Any = None
 
+#: Builds the runtime from the environment when the first span needs one (``runtime.get``). The
+#: runtime module registers it when it loads; the span layer never imports the runtime.
+BUILD_RUNTIME: Callable[[], Any] | None = None
+
+
+def get_runtime() -> Any:
+    """The active runtime, built from the environment on first use."""
+    runtime = RUNTIME
+    if runtime is None:
+        assert BUILD_RUNTIME is not None, "trodo_trace._internal.runtime is not loaded"
+        runtime = BUILD_RUNTIME()
+    return runtime
+
+
 #: Incremented in a forked child: spans started before the fork belong to the parent.
 fork_generation = 0
+
+#: How a run shows itself in IPython/Jupyter: ``"html"`` (``run -> str | None``) and ``"pretty"``
+#: (``run, printer, cycle -> None``). The display layer registers them when it loads; the span
+#: layer never imports it.
+RUN_RENDERERS: dict[str, Any] = {}
 
 # Displays (Jupyter, ``trodo.show``) render a run from the spans it keeps in memory, so they never
 # wait for the exporter. Memory stays bounded in long-running servers: a run keeps at most its newest
@@ -139,14 +159,15 @@ class Run(RunRef):
 
     # -- display (Jupyter / IPython) -------------------------------------------------------------
     def _repr_html_(self) -> str | None:
-        from .runview import run_html
-
-        return run_html(self)
+        render = RUN_RENDERERS.get("html")
+        return render(self) if render is not None else None
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from .runview import run_pretty
-
-        run_pretty(self, printer, cycle)
+        render = RUN_RENDERERS.get("pretty")
+        if render is None:
+            printer.text(repr(self))
+            return
+        render(self, printer, cycle)
 
     # -- the handle's setters ------------------------------------------------------------------
     def set_input(self, value: Any) -> None:
@@ -162,19 +183,19 @@ class Run(RunRef):
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError("metadata must be a mapping")
         self.metadata.update(metadata or {}, **more)
-        self.root.attributes[A.METADATA] = _metadata_json(self.metadata)
+        self.root.attributes[attrs.METADATA] = _metadata_json(self.metadata)
 
     def set_error_summary(self, summary: str) -> None:
         """Set ``trodo.run.error_summary``: a one-line account of what went wrong."""
-        self.root.attributes[A.RUN_ERROR_SUMMARY] = str(summary)
+        self.root.attributes[attrs.RUN_ERROR_SUMMARY] = str(summary)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def account(self, span: TrodoSpan) -> None:
         """Add a finished span of this run to the rollups (a few integer adds under a short lock)."""
         attributes = span.attributes
-        tokens_in = attributes.get(A.USAGE_INPUT)
-        tokens_out = attributes.get(A.USAGE_OUTPUT)
-        cost = attributes.get(A.LLM_COST)
+        tokens_in = attributes.get(attrs.USAGE_INPUT)
+        tokens_out = attributes.get(attrs.USAGE_OUTPUT)
+        cost = attributes.get(attrs.LLM_COST)
         with self._lock:
             spans = self._spans
             if spans is not None:
@@ -197,19 +218,19 @@ class Run(RunRef):
         root = self.root
         attributes = root.attributes
         self.status = "error" if root.status_code is StatusCode.ERROR else "ok"
-        attributes[A.RUN_STATUS] = self.status
-        attributes[A.RUN_DURATION_MS] = round(((root.end_ns or root.start_ns) - root.start_ns) / 1e6, 3)
-        attributes[A.RUN_TOKENS_IN] = self.tokens_in
-        attributes[A.RUN_TOKENS_OUT] = self.tokens_out
-        attributes[A.RUN_SPAN_COUNT] = self.span_count
-        attributes[A.RUN_TOOL_COUNT] = self.tool_count
-        attributes[A.RUN_ERROR_COUNT] = self.error_count
+        attributes[attrs.RUN_STATUS] = self.status
+        attributes[attrs.RUN_DURATION_MS] = round(((root.end_ns or root.start_ns) - root.start_ns) / 1e6, 3)
+        attributes[attrs.RUN_TOKENS_IN] = self.tokens_in
+        attributes[attrs.RUN_TOKENS_OUT] = self.tokens_out
+        attributes[attrs.RUN_SPAN_COUNT] = self.span_count
+        attributes[attrs.RUN_TOOL_COUNT] = self.tool_count
+        attributes[attrs.RUN_ERROR_COUNT] = self.error_count
         if self.cost or not self.cost_incomplete:
-            attributes[A.RUN_COST] = round(self.cost, 10)
+            attributes[attrs.RUN_COST] = round(self.cost, 10)
         if self.cost_incomplete:
-            attributes[A.RUN_COST_INCOMPLETE] = True
-        if self.status == "error" and A.RUN_ERROR_SUMMARY not in attributes:
-            attributes[A.RUN_ERROR_SUMMARY] = root.status_message or "error"
+            attributes[attrs.RUN_COST_INCOMPLETE] = True
+        if self.status == "error" and attrs.RUN_ERROR_SUMMARY not in attributes:
+            attributes[attrs.RUN_ERROR_SUMMARY] = root.status_message or "error"
         recent = RECENT_RUNS
         recent.append(self)
         while len(recent) > KEEP_SPANS_OF_RUNS:
@@ -217,8 +238,6 @@ class Run(RunRef):
 
 
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
-    from .serialize import to_json
-
     return to_json(metadata)
 
 
@@ -375,11 +394,11 @@ class TrodoSpan(trace_api.Span):
     # -- trodo handle ------------------------------------------------------------------------
     def set_input(self, value: Any) -> None:
         """Record the span's input (JSON text in ``input.value``)."""
-        RUNTIME.capture(self, A.INPUT_VALUE, A.INPUT_MIME, value)
+        RUNTIME.capture(self, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
 
     def set_output(self, value: Any) -> None:
         """Record the span's output (JSON text in ``output.value``)."""
-        RUNTIME.capture(self, A.OUTPUT_VALUE, A.OUTPUT_MIME, value)
+        RUNTIME.capture(self, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, value)
 
     def set_usage(
         self,
@@ -400,7 +419,7 @@ class TrodoSpan(trace_api.Span):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        A.write_usage(
+        attrs.write_usage(
             self.attributes,
             input_tokens,
             output_tokens,
@@ -413,11 +432,11 @@ class TrodoSpan(trace_api.Span):
         """Record the model (and provider) an LLM span called."""
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
-        A.write_model(self.attributes, model, provider)
+        attrs.write_model(self.attributes, model, provider)
 
     def record_error(self, exception: BaseException) -> None:
         """Mark the span failed with ``exception``: status ERROR, ``error.type`` and an exception event."""
-        self.attributes[A.ERROR_TYPE] = _qualified_name(type(exception))
+        self.attributes[attrs.ERROR_TYPE] = _qualified_name(type(exception))
         self.record_exception(exception, escaped=True)
         if self.run is not None and not hasattr(exception, "__trodo_origin__"):
             # Where the exception escaped from (innermost span wins): auto events read it once

@@ -19,9 +19,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from . import attrs as A
-from . import spans as spans_mod
-from .errors import log_once
+from ..core import attrs
+from ..core import spans as spans_mod
+from ..core.errors import log_once
 from .otel_compat import active_span_processor
 
 _SCOPE_NAME = "trodo_trace"
@@ -40,16 +40,16 @@ class RunJoinProcessor(SpanProcessor):
             parent = trace_api.get_current_span(parent_context)
             attributes = getattr(parent, "attributes", None)
             if attributes:
-                run_id = attributes.get(A.RUN_ID)
+                run_id = attributes.get(attrs.RUN_ID)
         if run_id is not None:
-            span.set_attribute(A.RUN_ID, run_id)
+            span.set_attribute(attrs.RUN_ID, run_id)
 
     def on_end(self, span: ReadableSpan) -> None:
         scope = span.instrumentation_scope
         if scope is not None and scope.name == _SCOPE_NAME:
             return  # one of ours, handed to this provider by the forwarder
         attributes = span.attributes
-        if not attributes or A.RUN_ID not in attributes:
+        if not attributes or attrs.RUN_ID not in attributes:
             return
         runtime = spans_mod.RUNTIME
         if runtime is None or not runtime.enabled or runtime.config.tracer_provider is not self.provider:

@@ -1,4 +1,4 @@
-"""OTLP export: registers ``runtime.EXPORTER_FACTORIES["otlp"]`` and builds log-record export.
+"""OTLP export: builds the span export (:func:`span_export`, called by the runtime) and log-record export.
 
 When an endpoint is configured, spans leave through the runtime's pipeline worker into a
 :class:`~.delivery.SignalDelivery` (retries, disk spool, at-least-once delivery), which encodes and
@@ -12,8 +12,8 @@ Endpoints follow the OTLP exporter specification: a base endpoint (``endpoint=``
 
 A second signal reuses the same machinery. Events (log records) are exported with::
 
-    from trodo_trace._internal import otlp
-    from trodo_trace._internal.pipeline import Pipeline
+    from trodo_trace._internal.export import otlp
+    from trodo_trace._internal.export.pipeline import Pipeline
 
     export = otlp.make_log_export(runtime)             # a SignalDelivery for "logs"
     pipeline = Pipeline(export, batch_size=..., interval_s=..., max_queue=...,
@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from . import runtime as runtime_mod
+from ..core.errors import log_once
 from .delivery import SignalDelivery
-from .errors import log_once
 from .hub import Hub, new_owner
 from .otlp_transport import SIGNALS, TransportOptions, make_sender
 from .spool import Spool
@@ -155,7 +154,8 @@ def _hub(runtime: Any) -> Hub:
     return hub
 
 
-def _span_exporter(runtime: Any) -> tuple[str, SignalDelivery, Callable[[], None] | None]:
+def span_export(runtime: Any) -> tuple[str, SignalDelivery, Callable[[], None] | None]:
+    """The OTLP span export of ``runtime``: its description, the delivery and its close hook."""
     config = runtime.config
     options = transport_options(config, "traces")  # validates and warns now, not on the worker
     hub = _hub(runtime)
@@ -180,7 +180,8 @@ def make_log_export(
     thread; identity by default).
 
     Example:
-        >>> make_log_export(runtime_mod.get())   # no endpoint configured: events go to the local store
+        >>> from trodo_trace._internal import runtime
+        >>> make_log_export(runtime.get())   # no endpoint configured: events go to the local store
         Traceback (most recent call last):
         ...
         ValueError: no OTLP endpoint for logs: set endpoint or logs_endpoint
@@ -201,6 +202,3 @@ def make_log_export(
         max_buffer=config.max_queue_size,
         export_timeout_s=config.export_timeout_ms / 1000.0,
     )
-
-
-runtime_mod.EXPORTER_FACTORIES["otlp"] = _span_exporter

@@ -12,32 +12,12 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from .serialize import to_json
-from .spans import TrodoSpan
+from ..core.spans import TrodoSpan
+from ..core.values import attribute_value
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SCALARS = (str, bool, int, float)
 _OK = Status(StatusCode.OK)
 _UNSET = Status(StatusCode.UNSET)
-
-
-def clean_value(value: Any) -> Any:
-    """An OpenTelemetry attribute value for ``value``: scalars as they are, homogeneous lists as
-    tuples, everything else as JSON text. ``None`` means drop the attribute."""
-    if value is None:
-        return None
-    if isinstance(value, _SCALARS):
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            return str(value)
-        return value
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return ()
-        first = type(value[0])
-        if first in (str, bool, int, float) and all(type(item) is first for item in value):
-            return tuple(value)
-        return to_json(value)
-    return to_json(value)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63
@@ -51,7 +31,7 @@ def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             if not _INT64_MIN <= value < _INT64_MAX:
                 value = str(value)
         elif kind is not str and kind is not float and kind is not bool:
-            value = clean_value(value)
+            value = attribute_value(value)
             if value is None:
                 continue
         cleaned[key if type(key) is str else str(key)] = value

@@ -11,15 +11,15 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 
-from . import attrs as A
-from . import runtime as runtime_mod
-from . import spans as S
+from . import attrs, spans
 from .spans import Run, RunRef, TrodoSpan
 
 _get_current = otel_context.get_current
 _get_value = otel_context.get_value
 _SPAN_KEY = trace_api._SPAN_KEY  # the key get_current_span() reads; read directly on the hot path
-_BASE_ATTRIBUTES = {kind: {A.SPAN_KIND: kind, A.OI_KIND: oi} for kind, oi in A.OPENINFERENCE_KIND.items()}
+_BASE_ATTRIBUTES = {
+    kind: {attrs.SPAN_KIND: kind, attrs.OI_KIND: oi} for kind, oi in attrs.OPENINFERENCE_KIND.items()
+}
 
 
 class RunOptions:
@@ -52,7 +52,7 @@ def start_span(
     start_ns: int | None = None,
 ) -> TrodoSpan:
     """Start a span under the current context; it starts a run when none is active (or when forced)."""
-    runtime = S.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or spans.get_runtime()
     parent = (_get_current() if ctx is None else ctx).get(_SPAN_KEY)
     if type(parent) is TrodoSpan:
         trace_id = parent.trace_id
@@ -68,22 +68,22 @@ def start_span(
             parent_id = span_context.span_id
             remote = span_context.is_remote
         else:
-            trace_id = S.new_trace_id()
+            trace_id = spans.new_trace_id()
             parent_id = None
             remote = False
         if isinstance(parent, TrodoSpan):
             run = parent.run
         else:
-            ref = _get_value(S.RUN_KEY, ctx)
+            ref = _get_value(spans.RUN_KEY, ctx)
             run = ref if isinstance(ref, RunRef) else None
-    attrs = _BASE_ATTRIBUTES[kind].copy()
+    merged = _BASE_ATTRIBUTES[kind].copy()
     if attributes:
-        attrs.update(attributes)
-    span = TrodoSpan(name, kind, trace_id, S.new_span_id(), parent_id, run, attrs, start_ns, remote)
+        merged.update(attributes)
+    span = TrodoSpan(name, kind, trace_id, spans.new_span_id(), parent_id, run, merged, start_ns, remote)
     if run is None or (run_options is not None and run_options.force):
         _start_run(span, name, run, run_options)
     else:
-        attrs[A.RUN_ID] = run.run_id
+        merged[attrs.RUN_ID] = run.run_id
     runtime.started_counter.increment()
     return span
 
@@ -98,7 +98,7 @@ def _start_run(span: TrodoSpan, name: str, parent_run: RunRef | None, options: R
         conversation_id = conversation_id or parent_run.conversation_id
         parent_run_id = parent_run_id or parent_run.run_id
     run = Run(
-        S.new_run_id(),
+        spans.new_run_id(),
         name,
         span,
         distinct_id=distinct_id,
@@ -107,28 +107,28 @@ def _start_run(span: TrodoSpan, name: str, parent_run: RunRef | None, options: R
         metadata=options.metadata,
     )
     span.run = run
-    attrs = span.attributes
+    attributes = span.attributes
     if span.kind == "agent":
         span.kind = "run"
-        attrs[A.SPAN_KIND] = "run"
-    attrs[A.RUN_ID] = run.run_id
-    attrs[A.AGENT_NAME] = name
+        attributes[attrs.SPAN_KIND] = "run"
+    attributes[attrs.RUN_ID] = run.run_id
+    attributes[attrs.AGENT_NAME] = name
     if distinct_id:
-        attrs[A.DISTINCT_ID] = distinct_id
-        attrs[A.USER_ID] = distinct_id
+        attributes[attrs.DISTINCT_ID] = distinct_id
+        attributes[attrs.USER_ID] = distinct_id
     if conversation_id:
-        attrs[A.CONVERSATION_ID] = conversation_id
-        attrs[A.SESSION_ID] = conversation_id
-        attrs[A.GEN_AI_CONVERSATION_ID] = conversation_id
+        attributes[attrs.CONVERSATION_ID] = conversation_id
+        attributes[attrs.SESSION_ID] = conversation_id
+        attributes[attrs.GEN_AI_CONVERSATION_ID] = conversation_id
     if parent_run_id:
-        attrs[A.PARENT_RUN_ID] = parent_run_id
+        attributes[attrs.PARENT_RUN_ID] = parent_run_id
     if run.metadata:
-        attrs[A.METADATA] = S._metadata_json(run.metadata)
+        attributes[attrs.METADATA] = spans._metadata_json(run.metadata)
 
 
 def check_kind(kind: Any) -> str:
-    if kind not in A.OPENINFERENCE_KIND:
-        raise ValueError(f"kind must be one of {', '.join(S.KINDS)}, got {kind!r}")
+    if kind not in attrs.OPENINFERENCE_KIND:
+        raise ValueError(f"kind must be one of {', '.join(spans.KINDS)}, got {kind!r}")
     return kind
 
 
@@ -148,8 +148,8 @@ class TrodoTracer(trace_api.Tracer):
         set_status_on_exception: bool = True,
     ) -> TrodoSpan:
         trodo_kind = "function"
-        if attributes and attributes.get(A.SPAN_KIND) in A.OPENINFERENCE_KIND:
-            trodo_kind = attributes[A.SPAN_KIND]
+        if attributes and attributes.get(attrs.SPAN_KIND) in attrs.OPENINFERENCE_KIND:
+            trodo_kind = attributes[attrs.SPAN_KIND]
         span = start_span(name, trodo_kind, attributes, ctx=context, start_ns=start_time)
         for link in links or ():
             span.add_link(link.context, link.attributes)

@@ -259,6 +259,6 @@ class PricingTable:
 
 @functools.lru_cache(maxsize=1)
 def _bundled_table() -> PricingTable:
-    resource = importlib.resources.files(__package__ or "trodo_trace._internal").joinpath("pricing.json")
+    resource = importlib.resources.files(__package__ or "trodo_trace._internal.core").joinpath("pricing.json")
     data = json.loads(resource.read_text(encoding="utf-8"))
     return PricingTable(data["models"], as_of=data.get("as_of"))

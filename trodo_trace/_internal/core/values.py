@@ -1,4 +1,10 @@
-"""Turn any captured Python value into JSON text, quickly and without raising.
+"""The one value normaliser: any Python value as JSON text, JSON data or an OpenTelemetry attribute.
+
+:func:`to_json` (captured inputs and outputs, metadata), :func:`to_plain` (event properties, the
+local store's JSON columns), :func:`dumps` (the store's JSON text) and :func:`attribute_value`
+(span attributes on export) share the conversions below.
+
+Turn any captured Python value into JSON text, quickly and without raising.
 
 Traced functions receive and return arbitrary objects. :func:`to_json` first hands the value to
 the C JSON encoder with :func:`_default` as the fallback for types JSON does not know. If that
@@ -21,12 +27,13 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import pathlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence, Set, ValuesView
 from typing import Any
 
-__all__ = ["safe_str", "to_json"]
+__all__ = ["attribute_value", "dumps", "safe_str", "to_json", "to_plain"]
 
 DEFAULT_LIMIT = 32768
 """Default maximum length, in characters, of the text returned by :func:`to_json`."""
@@ -299,3 +306,126 @@ def safe_str(value: object, limit: int = DEFAULT_LIMIT) -> str:
     if isinstance(value, str):
         return _clip(value, max(limit, 0))
     return to_json(value, limit)
+
+
+# -- JSON data ------------------------------------------------------------------------------------
+_INT64 = (-(2**63), 2**63 - 1)
+PLAIN_DEPTH = 32
+"""Default nesting kept by :func:`to_plain`; deeper containers become ``"<max depth>"``."""
+
+
+def to_plain(
+    value: Any, *, leaves: bool = True, max_depth: int = PLAIN_DEPTH, converted: list[bool] | None = None
+) -> Any:
+    """``value`` as JSON data: tuples and lists as lists, mappings as dicts with str keys.
+
+    With ``leaves`` (event properties) every other value becomes JSON data too — str, finite float,
+    int64, bool or None: dates as ISO text, other numbers as text, the rest through :func:`to_json` —
+    with cycles as ``"<cycle>"`` and containers nested deeper than ``max_depth`` as
+    ``"<max depth>"``; ``converted[0]`` is set when something had to change beyond tuples becoming
+    lists. Without ``leaves`` (the store's JSON columns, holding values that are JSON data or
+    attribute values already) only containers are rebuilt, at any depth; other values are kept as
+    they are, for :func:`dumps`.
+    """
+    return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth)
+
+
+def _convert_leaf(value: Any) -> Any:
+    """A non-JSON value as JSON data: dates as ISO text, numbers as text, the rest via ``to_json``."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value  # normalised again by the caller
+    if isinstance(value, (decimal.Decimal, uuid.UUID, int, float)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    text = to_json(value)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _plain(
+    value: Any, path: list[int], converted: list[bool], depth: int, leaves: bool, max_depth: int
+) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if not leaves and not isinstance(value, (list, tuple, Mapping)):
+        return value
+    if kind is int:
+        if _INT64[0] <= value <= _INT64[1]:
+            return value
+    elif kind is float:
+        if math.isfinite(value):
+            return value
+    elif kind is dict or kind is list or kind is tuple or isinstance(value, (list, tuple, Mapping)):
+        if leaves and (id(value) in path or depth >= max_depth):
+            converted[0] = True
+            return "<cycle>" if id(value) in path else "<max depth>"
+        path.append(id(value))
+        try:
+            if isinstance(value, Mapping):
+                result = {}
+                for key, item in value.items():
+                    if type(key) is not str:
+                        converted[0] = True
+                        key = str(key)
+                    result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth)
+                return result
+            return [_plain(item, path, converted, depth + 1, leaves, max_depth) for item in value]
+        finally:
+            path.pop()
+    elif isinstance(value, enum.Enum) and isinstance(value, (str, int, float)):
+        # json encodes these as their value
+        return _plain(value.value, path, converted, depth + 1, leaves, max_depth)
+    elif isinstance(value, str):
+        return str.__str__(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if _INT64[0] <= value <= _INT64[1]:
+            return int(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        return float(value)
+    converted[0] = True
+    if depth >= max_depth:
+        return str(value)
+    return _plain(_convert_leaf(value), path, [False], depth + 1, leaves, max_depth)
+
+
+def _dumps_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of JSON data (the store's columns): sets as sorted lists, bytes as text,
+    anything else JSON does not know as its ``str()``."""
+    return json.dumps(value, default=_dumps_default, ensure_ascii=False, separators=_SEPARATORS)
+
+
+# -- OpenTelemetry attribute values ---------------------------------------------------------------
+_SCALARS = (str, bool, int, float)
+
+
+def attribute_value(value: Any) -> Any:
+    """An OpenTelemetry attribute value for ``value``: scalars as they are, homogeneous lists as
+    tuples, everything else as JSON text. ``None`` means drop the attribute."""
+    if value is None:
+        return None
+    if isinstance(value, _SCALARS):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return str(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return ()
+        first = type(value[0])
+        if first in (str, bool, int, float) and all(type(item) is first for item in value):
+            return tuple(value)
+        return to_json(value)
+    return to_json(value)

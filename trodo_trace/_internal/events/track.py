@@ -2,7 +2,7 @@
 
 An event is validated and normalised on the caller's thread (a few type checks and one pass over
 the properties), stamped with the current run and trace context, and handed to the runtime's
-:class:`~trodo_trace._internal.event_sink.EventSink` — a second export pipeline beside the span
+:class:`~trodo_trace._internal.events.sink.EventSink` — a second export pipeline beside the span
 pipeline. Developer mistakes raise ``ValueError``/``TypeError`` naming the argument; recoverable
 ones (reserved or non-JSON properties, a name that is not snake_case) warn once with
 :class:`EventWarning` and the event is still sent.
@@ -10,29 +10,22 @@ ones (reserved or non-JSON properties, a name that is not snake_case) warn once 
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import enum
-import json
-import math
 import re
 import threading
 import traceback
-import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from random import getrandbits
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from opentelemetry import trace as trace_api
 
-from . import runtime as runtime_mod
-from . import spans as S
-from .errors import internal_error
-from .event_sink import Event, sink_for
-from .serialize import to_json
-
-R = TypeVar("R")
+from .. import api
+from .. import runtime as runtime_mod
+from ..core import spans
+from ..core.errors import internal_error
+from ..core.values import to_plain
+from .sink import Event, sink_for
 
 #: Property names a browser SDK fills in; a server event must not fake them.
 RESERVED_PROPERTIES = frozenset(
@@ -55,8 +48,6 @@ ERROR_CATEGORY = "error"
 SEVERITIES = ("critical", "error", "warning")
 MAX_NAME_LENGTH = 255
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*\Z")
-_INT64 = (-(2**63), 2**63 - 1)
-_MAX_DEPTH = 32
 _warn_lock = threading.Lock()
 
 
@@ -90,71 +81,6 @@ def _check_severity(severity: Any) -> str:
 
 
 # -- property normalisation ------------------------------------------------------------------
-class _Converted(Exception):
-    """Internal marker: a value had to be converted."""
-
-
-def _convert_leaf(value: Any) -> Any:
-    """A non-JSON value as JSON data: dates as ISO text, numbers as text, the rest via ``to_json``."""
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value  # normalised again by the caller
-    if isinstance(value, (decimal.Decimal, uuid.UUID, int, float)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    text = to_json(value)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _plain(value: Any, path: list[int], converted: list[bool], depth: int = 0) -> Any:
-    """``value`` as JSON data (str, finite float, int64, bool, None, list, str-keyed dict).
-
-    ``converted[0]`` is set when something had to change beyond tuples becoming lists.
-    """
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return value
-    if kind is int:
-        if _INT64[0] <= value <= _INT64[1]:
-            return value
-    elif kind is float:
-        if math.isfinite(value):
-            return value
-    elif kind is dict or kind is list or kind is tuple or isinstance(value, (list, tuple, Mapping)):
-        if id(value) in path or depth >= _MAX_DEPTH:
-            converted[0] = True
-            return "<cycle>" if id(value) in path else "<max depth>"
-        path.append(id(value))
-        try:
-            if isinstance(value, Mapping):
-                result = {}
-                for key, item in value.items():
-                    if type(key) is not str:
-                        converted[0] = True
-                        key = str(key)
-                    result[key] = _plain(item, path, converted, depth + 1)
-                return result
-            return [_plain(item, path, converted, depth + 1) for item in value]
-        finally:
-            path.pop()
-    elif isinstance(value, enum.Enum) and isinstance(value, (str, int, float)):
-        return _plain(value.value, path, converted, depth + 1)  # json encodes these as their value
-    elif isinstance(value, str):
-        return str.__str__(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if _INT64[0] <= value <= _INT64[1]:
-            return int(value)
-    elif isinstance(value, float) and math.isfinite(value):
-        return float(value)
-    converted[0] = True
-    return _plain(_convert_leaf(value), path, [False], depth + 1) if depth < _MAX_DEPTH else str(value)
-
-
 def _clean_properties(
     warned: set[Any], event_name: str, properties: Mapping[Any, Any] | None, stacklevel: int
 ) -> dict[str, Any]:
@@ -172,7 +98,7 @@ def _clean_properties(
             stripped.append(key)
             continue
         converted = [False]
-        result[key] = _plain(value, [], converted)
+        result[key] = to_plain(value, converted=converted)
         if converted[0]:
             changed.append(key)
     if stripped:
@@ -217,7 +143,7 @@ def _context_ids() -> tuple[str | None, int, int, int]:
     """Run id, trace id, span id and trace flags of the current context (zeros when none)."""
     span = trace_api.get_current_span()
     span_context = span.get_span_context()
-    run = S.run_from_context()
+    run = spans.run_from_context()
     run_id = run.run_id if run is not None else None
     if not span_context.is_valid:
         return run_id, 0, 0, 0
@@ -250,7 +176,7 @@ def _send(
     error_fields: Mapping[str, Any] | None = None,
 ) -> None:
     """Validate-free part of every entry point: normalise, stamp context, submit."""
-    runtime = S.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or runtime_mod.get()
     if not runtime.enabled:
         return
     sink = sink_for(runtime)
@@ -267,7 +193,7 @@ def _send(
             props.update(error_fields)
         event = Event(
             f"{getrandbits(128):032x}",
-            S.now_ns(),
+            spans.now_ns(),
             event_name,
             distinct_id,
             category,
@@ -325,17 +251,17 @@ def error_fields(
     The message and trace go through the runtime's secret redaction; with ``capture_content=False``
     the message is left out and the trace keeps its frames only.
     """
-    from .redact import strip_exception_messages
+    from ..export.redact import strip_exception_messages
 
-    runtime = runtime or S.RUNTIME or runtime_mod.get()
+    runtime = runtime or spans.RUNTIME or runtime_mod.get()
     tb = exc.__traceback__ if tb is None else tb
     stack = "".join(traceback.format_exception(type(exc), exc, tb))
     limit = getattr(runtime, "max_value_length", 32768)
     if len(stack) > limit:
         stack = "…[truncated]\n" + stack[-limit:]
-    fields: dict[str, Any] = {"error_type": S._qualified_name(type(exc))}
+    fields: dict[str, Any] = {"error_type": spans._qualified_name(type(exc))}
     if runtime.capture_content:
-        fields["error_message"] = S._safe_message(exc)
+        fields["error_message"] = spans._safe_message(exc)
     else:
         stack = strip_exception_messages(stack)
     fields["stack_trace"] = stack
@@ -362,7 +288,7 @@ def send_server_error(
     """Queue one ``server_error`` for ``exc`` unless it was already reported; ``True`` if queued."""
     if getattr(exc, "__trodo_reported__", False):
         return False
-    runtime = S.RUNTIME or runtime_mod.get()
+    runtime = spans.RUNTIME or runtime_mod.get()
     fields = error_fields(exc, severity, runtime, tb)
     _send(
         distinct_id,
@@ -435,28 +361,10 @@ class UserContext:
         _check_properties(properties)
         send_server_error(exc, self.distinct_id, severity, properties, stacklevel=2)
 
-    @overload
     def wrap_agent(
         self,
         name: str,
-        fn: Callable[[S.Run], Awaitable[R]],
-        conversation_id: str | None = None,
-        parent_run_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Awaitable[tuple[R, str]]: ...
-    @overload
-    def wrap_agent(
-        self,
-        name: str,
-        fn: Callable[[S.Run], R],
-        conversation_id: str | None = None,
-        parent_run_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> tuple[R, str]: ...
-    def wrap_agent(
-        self,
-        name: str,
-        fn: Callable[[S.Run], Any],
+        fn: Callable[[spans.Run], Any],
         conversation_id: str | None = None,
         parent_run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -469,9 +377,7 @@ class UserContext:
             >>> trodo.last_run().distinct_id
             'user-42'
         """
-        from .api import wrap_agent
-
-        return wrap_agent(
+        return api.wrap_agent(
             name,
             fn,
             distinct_id=self.distinct_id,

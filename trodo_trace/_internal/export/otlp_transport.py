@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from ..version import VERSION
 from .redact import redact_secrets
-from .version import VERSION
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 _EXCERPT = 200

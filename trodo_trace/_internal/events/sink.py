@@ -1,4 +1,4 @@
-"""Where events go: a second :class:`~trodo_trace._internal.pipeline.Pipeline` per runtime.
+"""Where events go: a second :class:`~trodo_trace._internal.export.pipeline.Pipeline` per runtime.
 
 With an endpoint (``endpoint`` or ``logs_endpoint``) events leave as OTLP log records through
 ``otlp.make_log_export`` — the span exporter's retry and spool machinery. Without one they become
@@ -26,9 +26,9 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from . import runtime as runtime_mod
-from .errors import log_once
-from .pipeline import Pipeline
+from .. import runtime as runtime_mod
+from ..core.errors import log_once
+from ..export.pipeline import Pipeline
 
 logger = logging.getLogger("trodo_trace")
 
@@ -123,7 +123,7 @@ def to_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
 
 def to_log_records(events: Sequence[Event], resource: Any, scope: Any) -> list[Any]:
     """OpenTelemetry SDK log records, in the form the installed SDK's encoder takes."""
-    from .otel_compat import log_record
+    from ..export.otel_compat import log_record
 
     records = []
     for event in events:
@@ -160,7 +160,7 @@ class _StoreWriter:
         self.store = self._open()
 
     def _open(self) -> Any:
-        from .store import LocalStore
+        from ..store.local import LocalStore
 
         return LocalStore(self.path)
 
@@ -186,8 +186,8 @@ def _local_store(runtime: Any) -> Destination:
 
 
 def _otlp(runtime: Any) -> Destination:
-    from .otlp import make_log_export
-    from .runtime import SCOPE
+    from ..export.otlp import make_log_export
+    from ..runtime import SCOPE
 
     resource = runtime.resource
 

@@ -1,0 +1,1 @@
+"""Run views shared by Jupyter, the CLI and the dashboard: the text tree and the HTML waterfall."""

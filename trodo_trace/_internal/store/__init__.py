@@ -1,0 +1,1 @@
+"""The local SQLite store: schema and migrations, the writer, queries and retention."""
