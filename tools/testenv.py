@@ -280,52 +280,23 @@ def latest(args: list[str]) -> int:
 
 
 def lock(upgrade: bool) -> None:
-    """Recompile every lock: to the newest releases, or keeping today's pins where still allowed."""
+    """Recompile every lock: to the newest releases, or keeping today's pins where still allowed.
+
+    The oldest lock is never upgraded: ``oldest.in`` pins pyproject.toml's lower bounds exactly.
+    """
     tool = uv()
-    env = uv_env()
-    flags = ["--quiet", "--upgrade"] if upgrade else ["--quiet"]
-    for version in SUPPORTED:
+
+    def compile_lock(source: str, version: str, output: Path, *extra: str, upgrade: bool) -> None:
+        flags = ["--upgrade"] if upgrade else []
         run(
-            tool,
-            "pip",
-            "compile",
-            *flags,
-            "--python-version",
-            version,
-            "--extra",
-            "dev",
-            "--output-file",
-            dev_lock(version).relative_to(ROOT),
-            "pyproject.toml",
-            cwd=ROOT,
-            env=env,
-        )
-    run(
-        tool,
-        "pip",
-        "compile",
-        *flags,
-        "--python-version",
-        INTEROP_PYTHON,
-        "--output-file",
-        interop_lock().relative_to(ROOT),
-        "requirements/interop.in",
-        cwd=ROOT,
-        env=env,
-    )
-    run(
-        tool,
-        "pip",
-        "compile",
-        "--quiet",
-        "--python-version",
-        OLDEST_PYTHON,
-        "--output-file",
-        oldest_lock().relative_to(ROOT),
-        "requirements/oldest.in",
-        cwd=ROOT,
-        env=env,
-    )
+            tool, "pip", "compile", "--quiet", *flags, "--python-version", version, *extra,
+            "--output-file", output.relative_to(ROOT), source, cwd=ROOT, env=uv_env(),
+        )  # fmt: skip
+
+    for version in SUPPORTED:
+        compile_lock("pyproject.toml", version, dev_lock(version), "--extra", "dev", upgrade=upgrade)
+    compile_lock("requirements/interop.in", INTEROP_PYTHON, interop_lock(), upgrade=upgrade)
+    compile_lock("requirements/oldest.in", OLDEST_PYTHON, oldest_lock(), upgrade=False)
     say("locks recompiled; review `git diff requirements/` and run make test")
 
 
