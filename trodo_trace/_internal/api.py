@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from opentelemetry import trace as trace_api
 
@@ -14,8 +14,28 @@ from .core.decorators import SpanSpec, record_error
 from .core.tracing import TRACER, RunOptions
 from .display.runview import RunResult
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The kinds ``trace`` and ``with_span`` accept (``run`` is an agent that starts a run).
+SpanKind = Literal["run", "agent", "llm", "tool", "retrieval", "chain", "function"]
+
+
+class KindHelper(Protocol):
+    """``trodo.tool`` and its siblings: a decorator used bare (``@trodo.tool``) or with arguments
+    (``@trodo.tool("name", ...)``), which then also is a context manager yielding a :class:`Span`."""
+
+    @overload
+    def __call__(self, name: Callable[P, R], /) -> Callable[P, R]: ...
+    @overload
+    def __call__(
+        self,
+        name: str | None = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        capture_input: bool = True,
+        capture_output: bool = True,
+    ) -> SpanSpec: ...
 
 
 def init(
@@ -113,7 +133,7 @@ def _helper(kind: str, name: Any, options: dict[str, Any]) -> Any:
 
 
 @overload
-def agent(name: F) -> F: ...
+def agent(name: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def agent(
     name: str | None = None,
@@ -170,7 +190,7 @@ def agent(
 
 
 @overload
-def llm(name: F) -> F: ...
+def llm(name: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def llm(
     name: str | None = None,
@@ -228,7 +248,7 @@ def llm(
     )
 
 
-def _simple(kind: str, doc: str) -> Callable[..., Any]:
+def _simple(kind: str, doc: str) -> KindHelper:
     def helper(
         name: Any = None,
         *,
@@ -244,7 +264,7 @@ def _simple(kind: str, doc: str) -> Callable[..., Any]:
 
     helper.__name__ = helper.__qualname__ = kind
     helper.__doc__ = doc
-    return helper
+    return cast(KindHelper, helper)
 
 
 tool = _simple(
@@ -301,6 +321,17 @@ function = _simple(
 )
 
 
+@overload
+def trace(name: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def trace(
+    name: str | None = None,
+    kind: SpanKind = "function",
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> SpanSpec: ...
 def trace(
     name: Any = None,
     kind: str = "function",
@@ -328,7 +359,9 @@ def trace(
     )
 
 
-def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] | None = None) -> SpanSpec:
+def with_span(
+    name: str, kind: SpanKind = "function", attributes: Mapping[str, Any] | None = None
+) -> SpanSpec:
     """A span for a block of code: ``with trodo.with_span("load", kind="tool") as span: ...``.
 
     Example:
