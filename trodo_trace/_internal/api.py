@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -46,10 +47,36 @@ def init(
     batch_enabled: bool = True,
     batch_size: int = 50,
     batch_flush_interval_ms: int = 5000,
-    **options: Any,
+    traces_endpoint: str | None = None,
+    logs_endpoint: str | None = None,
+    protocol: Literal["http/protobuf", "http", "grpc"] | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    service_name: str | None = None,
+    store_path: str | None = None,
+    enabled: bool | None = None,
+    capture_content: bool | None = None,
+    max_value_length: int | None = None,
+    redact_secrets: bool | None = None,
+    mask: Callable[[Any], Any] | None = None,
+    pricing: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    tracer_provider: trace_api.TracerProvider | None = None,
+    propagate_threads: bool | None = None,
+    schedule_delay_ms: int | None = None,
+    max_export_batch_size: int | None = None,
+    max_queue_size: int | None = None,
+    export_timeout_ms: int | None = None,
+    spool_max_bytes: int | None = None,
+    spool_dir: str | None = None,
+    attempt_timeout_ms: int | None = None,
+    compression: Literal["gzip", "none"] | None = None,
+    certificate_file: str | None = None,
+    client_certificate_file: str | None = None,
+    client_key_file: str | None = None,
 ) -> None:
     """Configure tracing for this process (optional: the first span configures from the environment).
 
+    Every option of the configuration table is a keyword here (docs/configuration.md lists them);
+    ``None`` leaves an option to its environment variable, then its default.
     With no ``endpoint`` (argument, ``TRODO_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) finished
     spans go to the local store (``TRODO_STORE``, default ``./.trodo/trodo.db``).
 
@@ -61,15 +88,8 @@ def init(
         TypeError: an unknown option or an argument of the wrong type.
         ValueError: a bad value, naming the argument (e.g. an endpoint that is not an http(s) URL).
     """
-    arguments = dict(
-        options,
-        site_id=site_id,
-        endpoint=endpoint,
-        auto_events=auto_events,
-        batch_enabled=batch_enabled,
-        batch_size=batch_size,
-        batch_flush_interval_ms=batch_flush_interval_ms,
-    )
+    # The parameters are the options table's names (tests/test_typing.py keeps them equal).
+    arguments = dict(locals())
     runtime_mod.init(arguments)
 
 
