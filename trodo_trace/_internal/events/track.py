@@ -187,6 +187,7 @@ def _send(
     try:
         # An error belongs to the span it escaped from, if any; otherwise to the current one.
         origin = _origin(exc) if exc is not None else None
+        run_id: str | None
         if origin is not None:
             (run_id, trace_id, span_id), flags = origin, 1
         else:
