@@ -4,7 +4,14 @@ accepts tests/typing/ok_usage.py and rejects each line of tests/typing/bad_usage
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import trodo_trace as trodo
 from trodo_trace._internal.config import OPTIONS, Config
@@ -33,3 +40,59 @@ def test_init_defaults_leave_options_to_the_environment():
     for name, parameter in parameters.items():
         expected = defaults[name] if name in SIGNATURE_DEFAULTS else None
         assert parameter.default == expected, name
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "tests" / "typing"
+_MARK = re.compile(r"  # type: ignore\[([a-z0-9,-]+)\]$")
+_ERROR = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): error: .*  \[(?P<code>[a-z0-9-]+)\]$")
+
+
+def _marked(lines: list[str]) -> set[tuple[int, str]]:
+    """The (line, error code) pairs the ``# type: ignore[...]`` comments of a file name."""
+    marked = set()
+    for number, line in enumerate(lines, start=1):
+        found = _MARK.search(line)
+        if found:
+            marked.update((number, code) for code in found.group(1).split(","))
+    return marked
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed here")
+def test_usage_examples_type_check_as_expected(tmp_path):
+    """mypy --strict accepts tests/typing/ok_usage.py, needs every ignore of bad_usage.py, and
+    without those ignores reports exactly the marked errors, line by line."""
+    bad_lines = (EXAMPLES / "bad_usage.py").read_text(encoding="utf-8").splitlines()
+    expected = _marked(bad_lines)
+    assert len(expected) >= 20
+    unmarked = tmp_path / "bad_usage_unmarked.py"
+    unmarked.write_text("\n".join(_MARK.sub("", line) for line in bad_lines) + "\n", encoding="utf-8")
+    # One mypy run (the checks share its cache): the examples as committed, and the rejected uses
+    # with their ignores taken out.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--show-error-codes",
+            "--no-pretty",
+            str(EXAMPLES / "ok_usage.py"),
+            str(EXAMPLES / "bad_usage.py"),
+            str(unmarked),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    errors: dict[str, set[tuple[int, str]]] = {}
+    for line in result.stdout.splitlines():
+        found = _ERROR.match(line)
+        if found:
+            name = Path(found["path"]).name
+            errors.setdefault(name, set()).add((int(found["line"]), found["code"]))
+    assert set(errors) <= {"bad_usage_unmarked.py"}, result.stdout + result.stderr
+    assert errors.get("bad_usage_unmarked.py", set()) == expected, result.stdout + result.stderr
