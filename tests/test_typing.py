@@ -58,6 +58,12 @@ def _marked(lines: list[str]) -> set[tuple[int, str]]:
     return marked
 
 
+def test_usage_examples_cover_the_public_api():
+    """tests/typing/ok_usage.py uses every name trodo_trace exports."""
+    text = (EXAMPLES / "ok_usage.py").read_text(encoding="utf-8")
+    assert [name for name in trodo.__all__ if f"trodo.{name}" not in text] == []
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed here")
 def test_usage_examples_type_check_as_expected(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any
 
+from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 from typing_extensions import assert_type
 
@@ -185,6 +186,7 @@ assert_type(trodo.join_run(token, search, "q", limit=1), list[str])
 joined_call = assert_type(trodo.join_run("0" * 32, answer, "q"), Coroutine[Any, Any, str])
 with trodo.join_run({"X-Trodo-Run-Id": "0" * 32}) as joined:
     assert_type(joined.run_id if joined is not None else None, str | None)
+    reference: trodo.RunRef | None = joined
 trodo.track("user-1", "signed_up", {"plan": "pro"}, category="custom")
 user = trodo.for_user("user-1")
 user.track("clicked")
@@ -192,6 +194,8 @@ user.capture_error(ValueError("x"), severity="warning")
 assert_type(trodo.show("0" * 32).run_id, str)
 assert_type(trodo.instrument_langchain(), TrodoCallbackHandler)
 assert_type(trodo.instrument_llamaindex(), TrodoLlamaIndexHandler)
+assert_type(trodo.fastapi_middleware(FastAPI()), FastAPI)
+assert_type(trodo.__version__, str)
 trodo.instrument_httpx()
 trodo.instrument_requests()
 trodo.install_asyncio_handler()
