@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from opentelemetry import trace as trace_api
 
@@ -14,8 +15,28 @@ from .core.decorators import SpanSpec, record_error
 from .core.tracing import TRACER, RunOptions
 from .display.runview import RunResult
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The kinds ``trace`` and ``with_span`` accept (``run`` is an agent that starts a run).
+SpanKind = Literal["run", "agent", "llm", "tool", "retrieval", "chain", "function"]
+
+
+class KindHelper(Protocol):
+    """``trodo.tool`` and its siblings: a decorator used bare (``@trodo.tool``) or with arguments
+    (``@trodo.tool("name", ...)``), which then also is a context manager yielding a :class:`Span`."""
+
+    @overload
+    def __call__(self, name: Callable[P, R], /) -> Callable[P, R]: ...
+    @overload
+    def __call__(
+        self,
+        name: str | None = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        capture_input: bool = True,
+        capture_output: bool = True,
+    ) -> SpanSpec: ...
 
 
 def init(
@@ -26,10 +47,36 @@ def init(
     batch_enabled: bool = True,
     batch_size: int = 50,
     batch_flush_interval_ms: int = 5000,
-    **options: Any,
+    traces_endpoint: str | None = None,
+    logs_endpoint: str | None = None,
+    protocol: Literal["http/protobuf", "http", "grpc"] | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    service_name: str | None = None,
+    store_path: str | None = None,
+    enabled: bool | None = None,
+    capture_content: bool | None = None,
+    max_value_length: int | None = None,
+    redact_secrets: bool | None = None,
+    mask: Callable[[Any], Any] | None = None,
+    pricing: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    tracer_provider: trace_api.TracerProvider | None = None,
+    propagate_threads: bool | None = None,
+    schedule_delay_ms: int | None = None,
+    max_export_batch_size: int | None = None,
+    max_queue_size: int | None = None,
+    export_timeout_ms: int | None = None,
+    spool_max_bytes: int | None = None,
+    spool_dir: str | None = None,
+    attempt_timeout_ms: int | None = None,
+    compression: Literal["gzip", "none"] | None = None,
+    certificate_file: str | None = None,
+    client_certificate_file: str | None = None,
+    client_key_file: str | None = None,
 ) -> None:
     """Configure tracing for this process (optional: the first span configures from the environment).
 
+    Every option of the configuration table is a keyword here (docs/configuration.md lists them);
+    ``None`` leaves an option to its environment variable, then its default.
     With no ``endpoint`` (argument, ``TRODO_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) finished
     spans go to the local store (``TRODO_STORE``, default ``./.trodo/trodo.db``).
 
@@ -41,15 +88,8 @@ def init(
         TypeError: an unknown option or an argument of the wrong type.
         ValueError: a bad value, naming the argument (e.g. an endpoint that is not an http(s) URL).
     """
-    arguments = dict(
-        options,
-        site_id=site_id,
-        endpoint=endpoint,
-        auto_events=auto_events,
-        batch_enabled=batch_enabled,
-        batch_size=batch_size,
-        batch_flush_interval_ms=batch_flush_interval_ms,
-    )
+    # The parameters are the options table's names (tests/test_typing.py keeps them equal).
+    arguments = dict(locals())
     runtime_mod.init(arguments)
 
 
@@ -113,7 +153,7 @@ def _helper(kind: str, name: Any, options: dict[str, Any]) -> Any:
 
 
 @overload
-def agent(name: F) -> F: ...
+def agent(name: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def agent(
     name: str | None = None,
@@ -170,7 +210,7 @@ def agent(
 
 
 @overload
-def llm(name: F) -> F: ...
+def llm(name: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def llm(
     name: str | None = None,
@@ -228,7 +268,7 @@ def llm(
     )
 
 
-def _simple(kind: str, doc: str) -> Callable[..., Any]:
+def _simple(kind: str, doc: str) -> KindHelper:
     def helper(
         name: Any = None,
         *,
@@ -244,7 +284,7 @@ def _simple(kind: str, doc: str) -> Callable[..., Any]:
 
     helper.__name__ = helper.__qualname__ = kind
     helper.__doc__ = doc
-    return helper
+    return cast(KindHelper, helper)
 
 
 tool = _simple(
@@ -301,6 +341,17 @@ function = _simple(
 )
 
 
+@overload
+def trace(name: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def trace(
+    name: str | None = None,
+    kind: SpanKind = "function",
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> SpanSpec: ...
 def trace(
     name: Any = None,
     kind: str = "function",
@@ -328,7 +379,9 @@ def trace(
     )
 
 
-def with_span(name: str, kind: str = "function", attributes: Mapping[str, Any] | None = None) -> SpanSpec:
+def with_span(
+    name: str, kind: SpanKind = "function", attributes: Mapping[str, Any] | None = None
+) -> SpanSpec:
     """A span for a block of code: ``with trodo.with_span("load", kind="tool") as span: ...``.
 
     Example:

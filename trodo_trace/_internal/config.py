@@ -11,10 +11,13 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("trodo_trace")
 
@@ -278,15 +281,41 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 
 @dataclass(frozen=True)
 class Config:
-    """Resolved configuration. Build with :func:`resolve`."""
+    """Resolved configuration: one typed field per option of :data:`OPTIONS`, in its order (the
+    defaults live in the table; ``tests/test_typing.py`` keeps the names equal). Build with
+    :func:`resolve`."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    site_id: str | None
+    endpoint: str | None
+    traces_endpoint: str | None
+    logs_endpoint: str | None
+    protocol: str
+    headers: dict[str, str] | None
+    service_name: str | None
+    store_path: str | None
+    enabled: bool
+    capture_content: bool
+    max_value_length: int
+    redact_secrets: bool
+    mask: Callable[[Any], Any] | None
+    pricing: Mapping[str, Any] | str | os.PathLike[str] | None
+    tracer_provider: TracerProvider | None
+    auto_events: bool
+    batch_enabled: bool
+    batch_size: int
+    batch_flush_interval_ms: int
+    propagate_threads: bool
+    schedule_delay_ms: int
+    max_export_batch_size: int
+    max_queue_size: int
+    export_timeout_ms: int
+    spool_max_bytes: int
+    spool_dir: str | None
+    attempt_timeout_ms: int
+    compression: str
+    certificate_file: str | None
+    client_certificate_file: str | None
+    client_key_file: str | None
 
 
 _warned_env: set[str] = set()
@@ -325,7 +354,7 @@ def resolve(arguments: Mapping[str, Any] | None = None, environ: Mapping[str, st
             continue
         found, value = _from_env(option, environ)
         values[option.name] = value if found else option.default
-    return Config(values)
+    return Config(**values)
 
 
 def default_store_path() -> Path:

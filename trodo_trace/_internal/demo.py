@@ -7,6 +7,7 @@ error that the agent handles.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import trodo_trace as trodo
 
-_DOCS = [
+_DOCS: list[dict[str, Any]] = [
     {
         "id": "kb-paris-weather",
         "content": "Paris in spring: mild, 12-18 C, frequent short showers.",
@@ -83,7 +84,8 @@ def judge_umbrella(forecast: dict[str, Any]) -> dict[str, Any]:
 @trodo.agent("umbrella-advisor", sub_run=True)
 def umbrella_advisor(forecast: dict[str, Any]) -> str:
     verdict = judge_umbrella(forecast)
-    return verdict["content"][0]["text"]
+    text: str = verdict["content"][0]["text"]
+    return text
 
 
 @trodo.llm(model="gpt-4o-mini", provider="openai", temperature=0.2)
@@ -112,7 +114,8 @@ def travel_assistant(run: trodo.Run, question: str) -> str:
     if "umbrella" in question.lower():
         facts["umbrella"] = umbrella_advisor(forecast)
     reply = answer(question, facts)
-    return reply["choices"][0]["message"]["content"]
+    content: str = reply["choices"][0]["message"]["content"]
+    return content
 
 
 def main(store_path: str | os.PathLike[str] | None = None) -> int:
@@ -129,7 +132,7 @@ def main(store_path: str | os.PathLike[str] | None = None) -> int:
     for question in ("What's the weather in Paris tomorrow?", "Should I take an umbrella?"):
         _, run_id = trodo.wrap_agent(
             "travel-assistant",
-            lambda run, q=question: travel_assistant(run, q),
+            functools.partial(travel_assistant, question=question),
             distinct_id="demo-user",
             conversation_id=conversation_id,
             metadata={"channel": "cli-demo"},

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -295,6 +295,16 @@ def _flush_in_worker_process() -> None:
         runtime.flush(_CHILD_FLUSH_TIMEOUT_S)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+#: What :func:`join_run` joins: a token, a mapping of propagation headers, a run id, or ``None``.
+JoinTarget = RunContext | Mapping[str, str] | str | None
+
+
+@overload
+def join_run(token_or_run_id: JoinTarget, /) -> _Joined: ...
+@overload
+def join_run(token_or_run_id: JoinTarget, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
 def join_run(token_or_run_id: Any, fn: Callable[..., Any] | None = None, /, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` inside another process's (or service's) run and return its result;
     without ``fn``, a context manager for a block.

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import lifecycle
 from .config import Config, default_store_path, resolve
@@ -23,6 +23,9 @@ from .core.cost import add_llm_cost
 from .core.counter import Counter
 from .core.errors import internal_error, log_once
 from .core.values import to_json
+
+if TYPE_CHECKING:
+    from .export.delivery import SignalDelivery
 
 # The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
 # built (``init()`` or the first span), not at ``import trodo_trace``.
@@ -79,7 +82,9 @@ class Runtime:
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
         # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
-        self.span_delivery: Any = export if hasattr(export, "pipeline_hooks") else None
+        self.span_delivery: SignalDelivery | None = (
+            cast("SignalDelivery", export) if hasattr(export, "pipeline_hooks") else None
+        )
         hooks: dict[str, Any] = {"on_shutdown": on_shutdown}
         if self.span_delivery is not None:
             hooks.update(self.span_delivery.pipeline_hooks())
@@ -152,7 +157,8 @@ class Runtime:
         wake = False
         if run is not None and run.local:
             run.account(span)
-            if run.root is span:
+            if run.root is span:  # a local run with this root is a Run (a JoinedRun's root is None)
+                run = cast(spans_mod.Run, run)
                 run.finish()
                 self.last_run = run
                 wake = self.wake_on_run_end
@@ -184,7 +190,7 @@ class Runtime:
         return ok
 
     def _dropped(self) -> int:
-        dropped = self.pipeline.stats()["dropped"]
+        dropped: int = self.pipeline.stats()["dropped"]
         return dropped + self.span_delivery.stats()["dropped"] if self.span_delivery is not None else dropped
 
     def shutdown(self, timeout: float) -> None:

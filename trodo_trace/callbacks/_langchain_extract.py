@@ -29,7 +29,7 @@ FINISH_REASONS = "gen_ai.response.finish_reasons"
 INTERRUPTED = "trodo.langgraph.interrupt"
 
 _AGENT_NAMES = frozenset({"AgentExecutor"})
-_ROLES = {
+_ROLES: dict[str | None, str] = {
     "human": "user",
     "ai": "assistant",
     "system": "system",

@@ -45,6 +45,9 @@ class RunContext(Context):
     released before its parent follows the parent's own release later on.
     """
 
+    prev: Context
+    released: bool
+
     def __init__(self, prev: Context, span: spans.TrodoSpan):
         while type(prev) is RunContext and prev.released:
             prev = prev.prev  # keep chains short: released links are skipped for good
@@ -54,7 +57,7 @@ class RunContext(Context):
         self.released = False
         self.thread = _thread_id()
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if self.released and key == _SPAN_KEY:
             return self._target().get(key, default)
         return dict.get(self, key, default)

@@ -27,7 +27,7 @@ try:  # llama-index-workflows, split out of llama-index-core in 0.12.x
     from workflows import Workflow
     from workflows.events import Event, StopEvent
 except ImportError:  # pragma: no cover - older llama-index-core
-    from llama_index.core.workflow import Event, StopEvent, Workflow  # type: ignore[no-redef]
+    from llama_index.core.workflow import Event, StopEvent, Workflow  # type: ignore[no-redef,unused-ignore]
 
 # -- which LlamaIndex spans become trodo spans ------------------------------------------------
 # A role names what a kept span is; every other LlamaIndex span (private helpers such as

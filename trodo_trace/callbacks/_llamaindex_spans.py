@@ -33,7 +33,7 @@ from ._llamaindex_records import Entry, Rec
 _set_span = trace_api.set_span_in_context
 _get_current_span = trace_api.get_current_span
 _STREAMS = (Generator, AsyncGenerator)
-_UNKNOWN = object()
+_UNKNOWN: Any = object()
 
 
 class Core:

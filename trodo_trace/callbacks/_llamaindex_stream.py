@@ -99,7 +99,7 @@ class StreamState:
             self.finish(None, completed=False)
 
 
-class StreamProxy(Generator):
+class StreamProxy(Generator[Any, Any, Any]):
     """Stands in for a ``StreamingResponse.response_gen``."""
 
     __slots__ = ("__weakref__", "_gen", "state")
@@ -138,7 +138,7 @@ class StreamProxy(Generator):
         return item
 
 
-class AsyncStreamProxy(AsyncGenerator):
+class AsyncStreamProxy(AsyncGenerator[Any, Any]):
     """Stands in for an ``AsyncStreamingResponse.response_gen``."""
 
     __slots__ = ("__weakref__", "_gen", "state")

@@ -31,7 +31,8 @@ import threading
 from typing import Any
 
 try:
-    from llama_index.core.instrumentation import get_dispatcher
+    # re-exported by llama-index-core without __all__ (defined there in older releases)
+    from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined,unused-ignore]
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
     from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 except ImportError as exc:  # pragma: no cover - depends on the environment

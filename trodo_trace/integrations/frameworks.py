@@ -4,7 +4,11 @@ only when called; ``trodo_trace`` re-exports them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the frameworks load only when these are called
+    from ..callbacks.langchain import TrodoCallbackHandler
+    from ..callbacks.llamaindex import TrodoLlamaIndexHandler
 
 
 def instrument_langchain(
@@ -12,7 +16,7 @@ def instrument_langchain(
     distinct_id: str | None = None,
     conversation_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> Any:
+) -> TrodoCallbackHandler:
     """Trace every LangChain and LangGraph invocation in this process, with no callbacks to pass.
 
     Adds a :class:`~trodo_trace.callbacks.langchain.TrodoCallbackHandler` to every LangChain
@@ -47,7 +51,7 @@ def instrument_langchain(
     return langchain.instrument(distinct_id=distinct_id, conversation_id=conversation_id, metadata=metadata)
 
 
-def instrument_llamaindex() -> Any:
+def instrument_llamaindex() -> TrodoLlamaIndexHandler:
     """Trace every LlamaIndex call in this process: query and chat engines, retrievals, LLM calls,
     embeddings, agents and workflows become trodo spans (the outermost one a run, or part of the
     current run).

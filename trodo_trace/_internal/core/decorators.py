@@ -13,7 +13,7 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -28,6 +28,10 @@ _detach = otel_context.detach
 _set_span = trace_api.set_span_in_context
 GENERATOR_ITEM_LIMIT = 100
 _LLM_PARAMS = ("model", "provider", "temperature")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 class _Signature:
@@ -135,7 +139,16 @@ class SpanSpec:
             record_documents(span, result)
 
     # -- decorator ---------------------------------------------------------------------------
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    # One generic signature types every form: a coroutine function keeps returning a coroutine of the
+    # same type, a generator function a generator of the same items (the wrapper chosen at runtime
+    # is the matching one), and the parameters are the function's own.
+    @overload
+    def __call__(self, fn: staticmethod[P, R]) -> staticmethod[P, R]: ...
+    @overload
+    def __call__(self, fn: classmethod[T, P, R]) -> classmethod[T, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Any) -> Any:
         if isinstance(fn, (staticmethod, classmethod)):
             return type(fn)(self(fn.__func__))
         if not callable(fn):
@@ -288,7 +301,7 @@ def _start_call(
     return span
 
 
-def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
     name = spec.name or getattr(fn, "__name__", None) or spec.kind
     signature = _Signature(fn)
     static = spec.static_attributes(name) or {}
@@ -403,7 +416,9 @@ def _wrap(spec: SpanSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     functools.update_wrapper(wrapper, fn)
     wrapper.__trodo_kind__ = spec.kind  # type: ignore[attr-defined]
-    return wrapper
+    # The wrapper picked above takes the same arguments and returns what ``fn`` returns (a coroutine,
+    # a generator or an async generator for those kinds of function).
+    return cast("Callable[P, R]", wrapper)
 
 
 def _finish(spec: SpanSpec, span: spans.TrodoSpan, result: Any) -> None:

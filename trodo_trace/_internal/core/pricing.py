@@ -187,7 +187,7 @@ class PricingTable:
         followed by "-", ":", "@" or the end, is used ("gpt-4o-mini-2024-07-18" is gpt-4o-mini).
         Model ids are unique across providers, so ``provider`` does not change the answer.
         """
-        found = self._cache.get(model, _MISS)
+        found: ModelPrice | None = self._cache.get(model, _MISS)
         if found is not _MISS:
             return found
         found = self._resolve(model)

@@ -97,6 +97,9 @@ class RunRef:
         self.conversation_id = conversation_id
 
     local = False
+    #: The root span of a local run (set by ``Run``; ``None`` for a joined run); a run known by id
+    #: only has none.
+    root: TrodoSpan | None
 
     def account(self, span: TrodoSpan) -> None:
         """Remote runs are rolled up where their root lives."""
@@ -126,6 +129,7 @@ class Run(RunRef):
         "tool_count",
     )
     local = True
+    root: TrodoSpan
 
     def __init__(
         self,

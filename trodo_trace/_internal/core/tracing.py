@@ -9,6 +9,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import propagation as trace_propagation
 from opentelemetry.trace.status import Status, StatusCode
 
 from . import attrs, spans
@@ -16,7 +17,7 @@ from .spans import Run, RunRef, TrodoSpan
 
 _get_current = otel_context.get_current
 _get_value = otel_context.get_value
-_SPAN_KEY = trace_api._SPAN_KEY  # the key get_current_span() reads; read directly on the hot path
+_SPAN_KEY = trace_propagation._SPAN_KEY  # the key get_current_span() reads; read directly on the hot path
 _BASE_ATTRIBUTES = {
     kind: {attrs.SPAN_KIND: kind, attrs.OI_KIND: oi} for kind, oi in attrs.OPENINFERENCE_KIND.items()
 }
@@ -126,7 +127,7 @@ def _start_run(span: TrodoSpan, name: str, parent_run: RunRef | None, options: R
         attributes[attrs.METADATA] = spans._metadata_json(run.metadata)
 
 
-def check_kind(kind: Any) -> str:
+def check_kind(kind: str) -> str:
     if kind not in attrs.OPENINFERENCE_KIND:
         raise ValueError(f"kind must be one of {', '.join(spans.KINDS)}, got {kind!r}")
     return kind

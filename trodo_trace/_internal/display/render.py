@@ -62,8 +62,10 @@ def _cell(value: Any) -> str:
 
 def _span_duration(span: Mapping[str, Any]) -> float | None:
     if span.get("duration_ms") is not None:
-        return span["duration_ms"]
-    start, end = span.get("start_ns"), span.get("end_ns")
+        duration: float = span["duration_ms"]
+        return duration
+    start: int | None = span.get("start_ns")
+    end: int | None = span.get("end_ns")
     if start is None or end is None:
         return None
     return (end - start) / 1e6

@@ -38,7 +38,7 @@ def span_record(span: spans_mod.TrodoSpan) -> dict[str, Any]:
     attributes = dict(span.attributes)
     start, end = span.start_ns, span.end_ns
     status = "running" if end is None else _STATUS.get(span.status_code, "unset")
-    events = [
+    events: list[dict[str, Any]] = [
         {"name": name, "timestamp": ts, "attributes": dict(event_attrs)}
         for name, ts, event_attrs in list(span.events or ())
     ]

@@ -170,7 +170,7 @@ def _ordered_rows(
 
 
 # -- pieces ---------------------------------------------------------------------------------------
-def _pretty_value(text: Any) -> str:
+def _pretty_value(text: object) -> str:
     if not isinstance(text, str):
         text = json.dumps(text, ensure_ascii=False, default=str, indent=2)
     else:
@@ -427,8 +427,10 @@ def waterfall_html(
     notes = list(notes)
     now = time.time_ns()
     rows = _ordered_rows(run, spans, sub_runs)
-    starts = [item.get("start_ns") for item, _, _, _ in rows if item.get("start_ns") is not None]
-    ends = [item.get("end_ns") or now for item, _, _, _ in rows if item.get("start_ns") is not None]
+    starts: list[int] = [item["start_ns"] for item, _, _, _ in rows if item.get("start_ns") is not None]
+    ends: list[int] = [
+        item.get("end_ns") or now for item, _, _, _ in rows if item.get("start_ns") is not None
+    ]
     t0 = min(starts, default=0)
     total = max(max(ends, default=t0) - t0, 1)
     if len(rows) > MAX_ROWS:

@@ -14,9 +14,9 @@ import re
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from random import getrandbits
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from opentelemetry import trace as trace_api
 
@@ -26,6 +26,8 @@ from ..core import spans
 from ..core.errors import internal_error
 from ..core.values import to_plain
 from .sink import Event, sink_for
+
+R = TypeVar("R")
 
 #: Property names a browser SDK fills in; a server event must not fake them.
 RESERVED_PROPERTIES = frozenset(
@@ -185,6 +187,7 @@ def _send(
     try:
         # An error belongs to the span it escaped from, if any; otherwise to the current one.
         origin = _origin(exc) if exc is not None else None
+        run_id: str | None
         if origin is not None:
             (run_id, trace_id, span_id), flags = origin, 1
         else:
@@ -361,6 +364,24 @@ class UserContext:
         _check_properties(properties)
         send_server_error(exc, self.distinct_id, severity, properties, stacklevel=2)
 
+    @overload
+    def wrap_agent(  # type: ignore[overload-overlap]
+        self,
+        name: str,
+        fn: Callable[[spans.Run], Awaitable[R]],
+        conversation_id: str | None = None,
+        parent_run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Awaitable[tuple[R, str]]: ...
+    @overload
+    def wrap_agent(
+        self,
+        name: str,
+        fn: Callable[[spans.Run], R],
+        conversation_id: str | None = None,
+        parent_run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[R, str]: ...
     def wrap_agent(
         self,
         name: str,

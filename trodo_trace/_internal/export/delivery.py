@@ -223,9 +223,9 @@ class SignalDelivery:
             retry=tenacity.retry_if_result(lambda a: not a.ok and a.retryable),
             wait=wait,
             stop=stop,
-            sleep=stop_event.wait,
+            sleep=stop_event.wait,  # type: ignore[arg-type]  # tenacity ignores what sleep returns
             before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]  # set by then
         )
         return retrying(attempt_once)
 
@@ -296,7 +296,7 @@ class SignalDelivery:
     def _spool_overflow(self, once: bool = False) -> None:
         buffer = self._overflow
         while buffer:
-            batch = []
+            batch: list[Any] = []
             try:
                 while len(batch) < self.batch_size:
                     batch.append(buffer.popleft())

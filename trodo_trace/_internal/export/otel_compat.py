@@ -111,7 +111,7 @@ def _log_data(
     scope: Any,
 ) -> Any:
     from opentelemetry.sdk._logs import LogData  # type: ignore[attr-defined,unused-ignore]
-    from opentelemetry.sdk._logs import LogRecord as SdkLogRecord
+    from opentelemetry.sdk._logs import LogRecord as SdkLogRecord  # type: ignore[attr-defined,unused-ignore]
     from opentelemetry.trace import TraceFlags
 
     record = SdkLogRecord(

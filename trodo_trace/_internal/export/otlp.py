@@ -33,7 +33,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse, urlunparse
 
 from ..core.errors import log_once
@@ -42,12 +42,15 @@ from .hub import Hub, new_owner
 from .otlp_transport import SIGNALS, TransportOptions, make_sender
 from .spool import Spool
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 logger = logging.getLogger("trodo_trace")
 
 SITE_HEADER = "x-trodo-site-id"
 
 
-def signal_url(config: Any, signal: str) -> str | None:
+def signal_url(config: Config, signal: str) -> str | None:
     """Where ``signal`` (``traces`` or ``logs``) is sent, by the OTLP specification's rules.
 
     Example:
@@ -133,7 +136,7 @@ def spool_directory(runtime: Any) -> Path:
 
 
 def _hub(runtime: Any) -> Hub:
-    hub = getattr(runtime, "otlp_hub", None)
+    hub: Hub | None = getattr(runtime, "otlp_hub", None)
     if hub is not None:
         return hub
     config = runtime.config
@@ -191,9 +194,9 @@ def make_log_export(
     """
     config = runtime.config
     transport_options(config, "logs")
-    existing = getattr(runtime, "otlp_hub", None)
+    existing: Hub | None = getattr(runtime, "otlp_hub", None)
     if existing is not None and "logs" in existing.deliveries:
-        return existing.deliveries["logs"]
+        return cast(SignalDelivery, existing.deliveries["logs"])  # the deliveries a hub holds are these
     return SignalDelivery(
         _hub(runtime),
         "logs",

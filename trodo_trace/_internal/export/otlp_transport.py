@@ -114,7 +114,8 @@ class Sender:
 
     def encode(self, items: Sequence[Any]) -> bytes:
         """The OTLP request for ``items`` (``ReadableSpan`` or log records), serialised."""
-        return self._encode(items).SerializePartialToString()
+        body: bytes = self._encode(items).SerializePartialToString()
+        return body
 
     def send(self, body: bytes, timeout: float) -> Attempt:
         with self._lock:
@@ -371,7 +372,8 @@ def _grpc_retry_delay(error: Any) -> float | None:
         from google.rpc.error_details_pb2 import RetryInfo
 
         info = RetryInfo.FromString(raw)
-        return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+        delay: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+        return delay
     except Exception:
         return None
 

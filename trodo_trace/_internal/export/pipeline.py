@@ -147,7 +147,7 @@ class Pipeline:
     def _drain(self, deadline: float | None = None) -> None:
         queue = self._queue
         while queue and (deadline is None or time.monotonic() < deadline):
-            batch = []
+            batch: list[Any] = []
             popleft = queue.popleft
             try:
                 while len(batch) < self._batch_size:

@@ -362,7 +362,7 @@ class LocalStore:
                 time.sleep(0.05 * (2**attempt))
         return None  # pragma: no cover
 
-    def _write(self, body: Callable[[sqlite3.Connection], None]) -> None:
+    def _write(self, body: Callable[[sqlite3.Connection], object]) -> None:
         def attempt() -> None:
             conn = self.open()
             conn.execute("BEGIN IMMEDIATE")
@@ -389,7 +389,8 @@ class LocalStore:
                 finally:
                     cursor.close()
 
-            return self._retry(run)
+            rows: list[sqlite3.Row] = self._retry(run)
+            return rows
 
     def _select(
         self, table: str, filters: Mapping[str, Any], order: str, limit: int | None = None
