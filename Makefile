@@ -25,6 +25,7 @@ test: test-default test-matrix test-oldest
 
 test-default: setup interop-env
 	$(VENV)/bin/ruff check trodo_trace tests bench tools
+	$(VENV)/bin/ruff format --check --quiet trodo_trace tests bench tools
 	$(VENV)/bin/mypy --strict trodo_trace
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 	$(ENV) test
