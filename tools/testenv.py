@@ -60,6 +60,12 @@ NEEDS_EXTRAS = (
     "tests/test_serialize.py",
     "tests/test_propagation_http.py",
     "tests/test_propagation_services.py",
+    "tests/test_providers_anthropic.py",
+    "tests/test_providers_counted_once.py",
+    "tests/test_providers_fake_servers.py",
+    "tests/test_providers_openai.py",
+    "tests/test_providers_switch.py",
+    "tests/test_providers_wire.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used

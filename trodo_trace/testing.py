@@ -9,6 +9,9 @@ Example:
     [{'name': 'bot', 'kind': 'run', 'status': 'OK', 'children': [{'name': 'search', 'kind': 'tool', 'status': 'OK', 'children': []}]}]
 
 With pytest, the ``trodo_capture`` fixture gives the same object.
+
+``FakeOpenAI`` and ``FakeAnthropic`` are local servers that speak those APIs (JSON, event streams,
+tool calls, error bodies), so an agent that calls the real SDKs can be tested offline.
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Capture", "CapturedSpan", "capture", "trodo_capture"]
+from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
+
+__all__ = [
+    "Capture",
+    "CapturedSpan",
+    "FakeAnthropic",
+    "FakeOpenAI",
+    "FakeReply",
+    "ReceivedRequest",
+    "capture",
+    "trodo_capture",
+]
 
 
 @dataclass(frozen=True)
