@@ -7,7 +7,14 @@ import anthropic
 import openai
 import pytest
 
+import trodo_trace as trodo
 from trodo_trace.testing import FakeAnthropic, FakeOpenAI
+
+
+@pytest.fixture(autouse=True)
+def _untraced():
+    """These tests exercise the servers alone."""
+    trodo.init(instrument=False)
 
 
 def test_openai_fake_answers_chat_stream_and_records_requests():

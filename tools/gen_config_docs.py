@@ -57,6 +57,7 @@ PARSER_TYPES = {
     "_parse_callable_or_none": "callable",
     "_parse_pricing": "mapping or JSON file path",
     "_parse_any": "`TracerProvider`",
+    "_parse_instrument": "bool, `none` or provider names",
 }
 
 

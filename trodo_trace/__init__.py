@@ -40,6 +40,7 @@ from ._internal.propagation import RunContext, join_run, propagation_headers, ru
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
+from .integrations.providers import instrument_anthropic, instrument_openai
 
 Span = TrodoSpan
 
@@ -61,9 +62,11 @@ __all__ = [
     "get_tracer",
     "init",
     "install_asyncio_handler",
+    "instrument_anthropic",
     "instrument_httpx",
     "instrument_langchain",
     "instrument_llamaindex",
+    "instrument_openai",
     "instrument_requests",
     "join_run",
     "last_run",

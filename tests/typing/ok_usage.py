@@ -171,7 +171,9 @@ trodo.init(
     pricing={"my-model": {"input": 1.0, "output": 2.0}},
     compression="none",
     export_timeout_ms=1000,
+    instrument=["openai"],
 )
+trodo.init(instrument=False)
 assert_type(trodo.flush(), bool)
 assert_type(trodo.flush(timeout=1.0), bool)
 assert_type(trodo.shutdown(timeout=1.0), None)
@@ -198,4 +200,6 @@ assert_type(trodo.fastapi_middleware(FastAPI()), FastAPI)
 assert_type(trodo.__version__, str)
 trodo.instrument_httpx()
 trodo.instrument_requests()
+assert_type(trodo.instrument_openai(), None)
+assert_type(trodo.instrument_anthropic(), None)
 trodo.install_asyncio_handler()

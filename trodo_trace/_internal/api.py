@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from opentelemetry import trace as trace_api
@@ -56,6 +56,7 @@ def init(
     enabled: bool | None = None,
     capture_content: bool | None = None,
     max_value_length: int | None = None,
+    instrument: bool | Sequence[str] | str | None = None,
     redact_secrets: bool | None = None,
     mask: Callable[[Any], Any] | None = None,
     pricing: Mapping[str, Any] | str | os.PathLike[str] | None = None,

@@ -115,6 +115,32 @@ def _parse_pricing(value: Any, name: str) -> Any:
     raise TypeError(f"{name} must be a mapping of model prices or a path to a JSON file")
 
 
+_PROVIDERS = ("openai", "anthropic")
+
+
+def _parse_instrument(value: Any, name: str) -> bool | tuple[str, ...]:
+    """True (every installed provider SDK), False (none) or the provider names to instrument."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("none", "false", "off", "0", ""):
+            return False
+        if text in ("all", "true", "on", "1"):
+            return True
+        value = [part for part in text.split(",") if part.strip()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        names = []
+        for item in value:
+            key = str(item).strip().lower() if isinstance(item, str) else item
+            if key not in _PROVIDERS:
+                raise ValueError(f"{name}: unknown provider {item!r}; supported: {', '.join(_PROVIDERS)}")
+            if key not in names:
+                names.append(key)
+        return tuple(names)
+    raise TypeError(f"{name} must be a bool, a list of provider names or 'none', got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class Option:
     """One configuration option: its argument name, environment variables and default."""
@@ -175,6 +201,13 @@ OPTIONS: tuple[Option, ...] = (
         32768,
         _parse_int(256),
         "Captured values are cut at this many characters, with a marker.",
+    ),
+    Option(
+        "instrument",
+        ("TRODO_INSTRUMENT",),
+        True,
+        _parse_instrument,
+        "Provider SDKs to trace: true (every installed one), false or 'none', or names ('openai,anthropic').",
     ),
     Option("redact_secrets", ("TRODO_REDACT_SECRETS",), True, _parse_bool, "Redact API keys and tokens."),
     Option("mask", (), None, _parse_callable_or_none, "Callable applied to every captured value."),
@@ -296,6 +329,7 @@ class Config:
     enabled: bool
     capture_content: bool
     max_value_length: int
+    instrument: bool | tuple[str, ...]
     redact_secrets: bool
     mask: Callable[[Any], Any] | None
     pricing: Mapping[str, Any] | str | os.PathLike[str] | None

@@ -1,0 +1,487 @@
+"""What every provider module shares: the patch registry, the span of one provider call (or the
+enclosing LLM span it merges into), the stream proxies, and small isolated readers.
+
+Counted once: a provider call made while an LLM span of ``@trodo.llm`` or of the LangChain /
+LlamaIndex handlers is current does not start a span of its own. It *merges* into that span:
+attributes the span lacks (model, messages, parameters, response id...) are filled in, and its token
+usage is written only when the span has none of its own (a second call in the same span adds to the
+usage the first one wrote). So the run's rollups count each call once and the trace shows one LLM row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
+
+from ..._internal.core import attrs as A
+from ..._internal.core import spans as S
+from ..._internal.core.errors import internal_error
+from ..._internal.core.extract import Usage
+
+logger = logging.getLogger("trodo_trace")
+
+#: Set while a patched provider method runs: a nested patched call (an SDK helper calling another
+#: patched method) passes through, and the SDK's own OpenTelemetry call span is not started.
+IN_CALL: ContextVar[bool] = ContextVar("trodo_provider_call", default=False)
+
+MERGED_CALLS = "trodo.llm.provider_calls"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TOP_P = "gen_ai.request.top_p"
+RESPONSE_ID = "gen_ai.response.id"
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+CACHE_READ = "gen_ai.usage.cache_read_input_tokens"
+CACHE_WRITE = "gen_ai.usage.cache_creation_input_tokens"
+REASONING = "gen_ai.usage.reasoning_tokens"
+INVOCATION_PARAMETERS = "llm.invocation_parameters"
+HTTP_STATUS = "http.response.status_code"
+STREAM_CLOSED_EARLY = "trodo.llm.stream.closed_early"
+OI_INPUT = "llm.input_messages.{}.message.{}"
+OI_OUTPUT = "llm.output_messages.{}.message.{}"
+OI_TOOL_CALL = "llm.output_messages.{}.message.tool_calls.{}.tool_call.{}"
+OI_INPUT_TOOL_CALL = "llm.input_messages.{}.message.tool_calls.{}.tool_call.{}"
+OI_TOOL_SCHEMA = "llm.tools.{}.tool.json_schema"
+OI_EMBEDDING_TEXT = "embedding.embeddings.{}.embedding.text"
+OI_EMBEDDING_MODEL = "embedding.model_name"
+
+_USAGE_KEYS = (A.USAGE_INPUT, A.USAGE_OUTPUT)
+
+
+# -- patches ---------------------------------------------------------------------------------
+class Patches:
+    """The methods one provider module replaced, so ``uninstrument`` can put the originals back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._originals)
+
+    def wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        """Wrap ``owner.name`` (a class attribute) with ``wrapper`` (wrapt signature), once."""
+        import wrapt
+
+        original = owner.__dict__.get(name)
+        if original is None or (isinstance(original, wrapt.FunctionWrapper) and _ours(original)):
+            return
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        patched = owner.__dict__.get(name)
+        if patched is not None:
+            patched._trodo_patch = True
+        with self._lock:
+            self._originals.append((owner, name, original))
+
+    def restore(self) -> None:
+        with self._lock:
+            originals, self._originals = self._originals, []
+        for owner, name, original in reversed(originals):
+            try:
+                setattr(owner, name, original)
+            except Exception:
+                internal_error("provider uninstrument")
+
+
+def _ours(function: Any) -> bool:
+    return bool(getattr(function, "_trodo_patch", False))
+
+
+def runtime() -> Any:
+    from ..._internal import runtime as runtime_mod
+
+    return S.RUNTIME or runtime_mod.get()
+
+
+def should_trace() -> bool:
+    """False inside another patched call, or when tracing is off."""
+    if IN_CALL.get():
+        return False
+    try:
+        return bool(runtime().enabled)
+    except Exception:
+        internal_error("provider runtime")
+        return False
+
+
+# -- readers (each isolated by its caller) --------------------------------------------------------
+def get(obj: Any, key: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def given(value: Any) -> bool:
+    """False for ``None`` and the SDKs' ``NOT_GIVEN`` / ``omit`` sentinels."""
+    if value is None:
+        return False
+    name = type(value).__name__
+    return name not in ("NotGiven", "Omit")
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-able copy of a request value (pydantic models, iterables of dicts), sentinels dropped."""
+    if depth > 20:
+        return repr(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v, depth + 1) for k, v in value.items() if given(v)}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:
+            pass
+    if isinstance(value, type):
+        schema = getattr(value, "model_json_schema", None)
+        return {"type": value.__name__, "schema": schema()} if callable(schema) else value.__name__
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v, depth + 1) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return repr(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
+
+
+def text_of(content: Any) -> str | None:
+    """Message content as text: a string as is, a list of parts as their texts joined (other parts as JSON)."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        pieces = []
+        for part in content:
+            text = get(part, "text")
+            if isinstance(text, str):
+                pieces.append(text)
+            elif isinstance(part, str):
+                pieces.append(part)
+            else:
+                pieces.append(to_json(to_plain(part)))
+        return "\n".join(pieces)
+    return to_json(to_plain(content))
+
+
+def materialise(kwargs: dict[str, Any], key: str) -> None:
+    """Turn a one-shot iterable argument (a generator of messages) into a list the SDK can still read."""
+    value = kwargs.get(key)
+    if value is not None and not isinstance(value, (str, bytes, list, tuple, Mapping)):
+        try:
+            kwargs[key] = list(value)
+        except TypeError:
+            pass
+
+
+# -- one provider call -----------------------------------------------------------------------
+class Call:
+    """Where one provider call records itself: its own span, or the enclosing LLM span it merges into."""
+
+    __slots__ = ("_ended", "_lock", "capture", "first_token_ns", "own", "runtime", "span", "start_ns")
+
+    def __init__(self, span: S.TrodoSpan, own: bool, rt: Any):
+        self.span = span
+        self.own = own
+        self.runtime = rt
+        self.capture = bool(rt.capture_content)
+        self.start_ns = S.now_ns()
+        self.first_token_ns: int | None = None
+        self._ended = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, name: str, kind: str, attributes: dict[str, Any], merge: bool = True) -> Call:
+        """Start the call's span under the current context, or merge into the current LLM span."""
+        from ..._internal.core.tracing import start_span
+
+        rt = runtime()
+        current = S.span_from_context()
+        if merge and current is not None and current.kind == "llm" and current.end_ns is None:
+            call = cls(current, False, rt)
+            call.set_many(attributes)
+            with call._lock:
+                current.attributes[MERGED_CALLS] = (current.attributes.get(MERGED_CALLS) or 0) + 1
+            return call
+        return cls(start_span(name, kind, attributes), True, rt)
+
+    # -- writing --------------------------------------------------------------------------------
+    def set(self, key: str, value: Any) -> None:
+        if value is None or self.span.end_ns is not None:
+            return
+        attributes = self.span.attributes
+        if self.own or key not in attributes:
+            attributes[key] = value
+
+    def set_many(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set(key, value)
+
+    def content(self, key: str, value: Any) -> None:
+        """A message attribute: written only when content is captured."""
+        if self.capture and value is not None:
+            self.set(key, value)
+
+    def capture_value(self, key: str, mime: str, value: Any) -> None:
+        """``input.value`` / ``output.value`` (JSON), when content is captured and the key is free."""
+        if not self.capture or self.span.end_ns is not None:
+            return
+        if not self.own and key in self.span.attributes:
+            return
+        try:
+            self.runtime.capture(self.span, key, mime, value)
+        except Exception:
+            internal_error("provider capture")
+
+    def model(self, request_model: Any, provider: str, oi_provider: str) -> None:
+        if isinstance(request_model, str) and request_model:
+            self.set(A.REQUEST_MODEL, request_model)
+            self.set(A.OI_MODEL, request_model)
+        self.set(A.PROVIDER, provider)
+        self.set(A.OI_PROVIDER, oi_provider)
+
+    def usage(self, usage: Usage | None) -> None:
+        """Token usage, counted once (see the module docstring)."""
+        if usage is None or self.span.end_ns is not None:
+            return
+        attributes = self.span.attributes
+        if self.own:
+            A.write_usage(attributes, *usage)
+        else:
+            with self._lock:
+                calls = attributes.get(MERGED_CALLS) or 1
+                has_own = any(key in attributes for key in _USAGE_KEYS)
+                if has_own and calls <= 1:
+                    return  # the enclosing span already has the usage of this very call
+                if has_own:
+                    usage = Usage(*(_add(attributes.get(key), value) for key, value in _usage_pairs(usage)))
+                A.write_usage(attributes, *usage)
+        if usage.cache_read:
+            self.set(CACHE_READ, attributes.get(A.OI_CACHE_READ))
+        if usage.cache_write:
+            self.set(CACHE_WRITE, attributes.get(A.OI_CACHE_WRITE))
+        if usage.reasoning:
+            self.set(REASONING, attributes.get(A.OI_REASONING))
+
+    def first_token(self) -> None:
+        if self.first_token_ns is None:
+            self.first_token_ns = S.now_ns()
+            self.set(A.TTFT_MS, round((self.first_token_ns - self.start_ns) / 1e6, 3))
+
+    def error(self, exc: BaseException) -> None:
+        """Record the SDK's exception (the caller re-raises it unchanged)."""
+        status = get(exc, "status_code")
+        if isinstance(status, int):
+            self.set(HTTP_STATUS, status)
+        if self.own and isinstance(exc, Exception):
+            self.span.record_error(exc)
+
+    def end(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        if self.own:
+            self.span.end()
+
+    # -- guarded steps ------------------------------------------------------------------------------
+    def guard(self, what: str, function: Callable[..., Any], *args: Any) -> None:
+        """Run one extractor; a shape it does not know drops its attributes, never the call."""
+        try:
+            function(self, *args)
+        except Exception:
+            internal_error(f"provider {what}")
+
+
+def _usage_pairs(usage: Usage) -> list[tuple[str, int | None]]:
+    return [
+        (A.USAGE_INPUT, usage.input_tokens),
+        (A.USAGE_OUTPUT, usage.output_tokens),
+        (A.OI_CACHE_READ, usage.cache_read),
+        (A.OI_CACHE_WRITE, usage.cache_write),
+        (A.OI_REASONING, usage.reasoning),
+    ]
+
+
+def _add(old: Any, new: int | None) -> int | None:
+    if new is None:
+        return old if isinstance(old, int) else None
+    return (old if isinstance(old, int) else 0) + new
+
+
+class use_call:
+    """Context manager: the call's own span is current (so HTTP spans nest under it) and nested
+    patched calls pass through."""
+
+    __slots__ = ("call", "flag", "token")
+
+    def __init__(self, call: Call):
+        self.call = call
+
+    def __enter__(self) -> Call:
+        self.flag = IN_CALL.set(True)
+        self.token = (
+            otel_context.attach(trace_api.set_span_in_context(self.call.span)) if self.call.own else None
+        )
+        return self.call
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.token is not None:
+            otel_context.detach(self.token)
+        IN_CALL.reset(self.flag)
+
+
+# -- streams -----------------------------------------------------------------------------------
+def stream_proxy_classes() -> tuple[type, type]:
+    """The sync and async stream proxies (built on first use: wrapt is imported lazily)."""
+    global _PROXIES
+    if _PROXIES is None:
+        _PROXIES = _build_proxies()
+    return _PROXIES
+
+
+_PROXIES: tuple[type, type] | None = None
+
+
+class StreamState:
+    """What a stream proxy reports to: ``on_item`` per event, ``on_end`` once."""
+
+    def __init__(self, call: Call, on_item: Callable[[Any], None], on_end: Callable[[], None]):
+        self.call = call
+        self._on_item = on_item
+        self._on_end = on_end
+        self.items = 0
+        self.done = False
+
+    def item(self, item: Any) -> None:
+        self.items += 1
+        try:
+            self._on_item(item)
+        except Exception:
+            internal_error("provider stream event")
+
+    def finish(self, error: BaseException | None = None, closed_early: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        call = self.call
+        try:
+            self._on_end()
+            if closed_early:
+                call.set(STREAM_CLOSED_EARLY, True)
+            if error is not None:
+                call.error(error)
+        except Exception:
+            internal_error("provider stream end")
+        finally:
+            call.end()
+
+
+def _build_proxies() -> tuple[type, type]:
+    import wrapt
+
+    class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
+        """The SDK's stream with its whole API; the span ends on exhaustion, close, exit or GC."""
+
+        def __init__(self, wrapped: Any, state: StreamState):
+            super().__init__(wrapped)
+            self._self_state = state
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            state = self._self_state
+            try:
+                item = next(self.__wrapped__)
+            except StopIteration:
+                state.finish()
+                raise
+            except BaseException as exc:
+                state.finish(exc)
+                raise
+            state.item(item)
+            return item
+
+        def close(self) -> Any:
+            try:
+                return self.__wrapped__.close()
+            finally:
+                self._self_state.finish(closed_early=True)
+
+        def __enter__(self) -> Any:
+            self.__wrapped__.__enter__()
+            return self
+
+        def __exit__(self, *exc: Any) -> Any:
+            try:
+                return self.__wrapped__.__exit__(*exc)
+            finally:
+                self._self_state.finish(exc[1] if exc and exc[1] is not None else None, closed_early=True)
+
+        def __del__(self) -> None:
+            state = getattr(self, "_self_state", None)
+            if state is not None and not state.done:
+                state.finish(closed_early=True)
+
+    class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
+        """The async twin of :class:`StreamProxy`."""
+
+        def __init__(self, wrapped: Any, state: StreamState):
+            super().__init__(wrapped)
+            self._self_state = state
+
+        def __aiter__(self) -> Any:
+            return self
+
+        async def __anext__(self) -> Any:
+            state = self._self_state
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                state.finish()
+                raise
+            except BaseException as exc:
+                state.finish(exc)
+                raise
+            state.item(item)
+            return item
+
+        async def close(self) -> Any:
+            try:
+                return await self.__wrapped__.close()
+            finally:
+                self._self_state.finish(closed_early=True)
+
+        async def __aenter__(self) -> Any:
+            await self.__wrapped__.__aenter__()
+            return self
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            try:
+                return await self.__wrapped__.__aexit__(*exc)
+            finally:
+                self._self_state.finish(exc[1] if exc and exc[1] is not None else None, closed_early=True)
+
+        def __del__(self) -> None:
+            state = getattr(self, "_self_state", None)
+            if state is not None and not state.done:
+                state.finish(closed_early=True)
+
+    return StreamProxy, AsyncStreamProxy
+
+
+def wrap_stream(stream: Any, state: StreamState, is_async: bool) -> Any:
+    sync_proxy, async_proxy = stream_proxy_classes()
+    return (async_proxy if is_async else sync_proxy)(stream, state)

@@ -1,0 +1,488 @@
+"""The ``openai`` SDK: chat completions (``create``, ``parse``, streams, raw responses), the
+Responses API and embeddings, sync and async, OpenAI and Azure OpenAI clients.
+
+The resource classes' methods are patched (``openai.resources...Completions.create`` and so on), so
+every client, made before or after, is covered. Each extractor below reads one part of a request or
+a response and is run in isolation: a shape it does not know drops its attributes, never the call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..._internal.core import attrs as A
+from ..._internal.core.extract import extract_usage
+from . import _common as C
+
+PATCHES = C.Patches()
+
+#: (module, class, method, operation) — a class or module a release lacks is skipped.
+TARGETS = (
+    ("openai.resources.chat.completions", "Completions", "create", "chat"),
+    ("openai.resources.chat.completions", "AsyncCompletions", "create", "chat"),
+    ("openai.resources.chat.completions", "Completions", "parse", "chat"),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", "chat"),
+    ("openai.resources.beta.chat.completions", "Completions", "parse", "chat"),
+    ("openai.resources.beta.chat.completions", "AsyncCompletions", "parse", "chat"),
+    ("openai.resources.responses", "Responses", "create", "responses"),
+    ("openai.resources.responses", "AsyncResponses", "create", "responses"),
+    ("openai.resources.responses", "Responses", "parse", "responses"),
+    ("openai.resources.responses", "AsyncResponses", "parse", "responses"),
+    ("openai.resources.embeddings", "Embeddings", "create", "embeddings"),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create", "embeddings"),
+)
+
+SPAN_NAMES = {
+    "chat": "openai.chat.completions",
+    "responses": "openai.responses",
+    "embeddings": "openai.embeddings",
+}
+_NOT_PARAMETERS = frozenset(
+    {"messages", "input", "instructions", "tools", "extra_headers", "extra_query", "extra_body", "timeout"}
+)
+_RAW_HEADER = "X-Stainless-Raw-Response"
+
+
+def instrument() -> None:
+    """Patch the installed ``openai`` SDK (idempotent)."""
+    for module_name, class_name, method, operation in TARGETS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        owner = getattr(module, class_name, None)
+        if owner is None or method not in owner.__dict__:
+            continue
+        is_async = class_name.startswith("Async")
+        PATCHES.wrap(owner, method, _wrapper(operation, is_async))
+
+
+def uninstrument() -> None:
+    PATCHES.restore()
+
+
+# -- the wrappers ----------------------------------------------------------------------------
+def _wrapper(operation: str, is_async: bool) -> Callable[..., Any]:
+    if is_async:
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not C.should_trace():
+                return await wrapped(*args, **kwargs)
+            call = _start(operation, instance, kwargs)
+            try:
+                with C.use_call(call):
+                    result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.error(exc)
+                call.end()
+                raise
+            return _finish(call, operation, kwargs, result, True)
+
+        return async_wrapper
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not C.should_trace():
+            return wrapped(*args, **kwargs)
+        call = _start(operation, instance, kwargs)
+        try:
+            with C.use_call(call):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.error(exc)
+            call.end()
+            raise
+        return _finish(call, operation, kwargs, result, False)
+
+    return wrapper
+
+
+def _start(operation: str, instance: Any, kwargs: dict[str, Any]) -> C.Call:
+    C.materialise(kwargs, "messages")
+    if operation == "embeddings":
+        kind, attributes = "function", {A.OI_KIND: "EMBEDDING", A.GEN_AI_OPERATION: "embeddings"}
+    else:
+        kind, attributes = "llm", {A.GEN_AI_OPERATION: "chat"}
+    call = C.Call.start(SPAN_NAMES[operation], kind, attributes, merge=operation != "embeddings")
+    call.guard("request", _request, instance, kwargs, operation)
+    return call
+
+
+def _finish(call: C.Call, operation: str, kwargs: dict[str, Any], result: Any, is_async: bool) -> Any:
+    """Record a returned value; a stream is handed back wrapped, and its span ends with it."""
+    raw = _raw_mode(kwargs)
+    streaming = kwargs.get("stream") is True
+    if raw is not None and hasattr(result, "parse"):
+        call.guard("raw response", _raw_status, result)
+        if raw == "stream":
+            call.end()  # a streamed raw response: the body is the caller's to read
+            return result
+        if streaming:
+            return _raw_stream_proxy(result, call, operation, is_async)
+        try:
+            parsed = result.parse()  # cached by the SDK: the caller's parse() returns the same object
+        except Exception:
+            call.end()
+            return result
+        call.guard("response", _RESPONSE[operation], parsed)
+        call.end()
+        return result
+    if streaming:
+        return C.wrap_stream(result, _stream_state(call, operation), is_async)
+    call.guard("response", _RESPONSE[operation], result)
+    call.end()
+    return result
+
+
+def _raw_mode(kwargs: dict[str, Any]) -> str | None:
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, dict):
+        value = headers.get(_RAW_HEADER)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _raw_status(call: C.Call, raw: Any) -> None:
+    status = getattr(getattr(raw, "http_response", None), "status_code", None)
+    if isinstance(status, int):
+        call.set(C.HTTP_STATUS, status)
+
+
+def _raw_stream_proxy(raw: Any, call: C.Call, operation: str, is_async: bool) -> Any:
+    """``with_raw_response.create(stream=True)``: ``parse()`` gives the stream, wrapped."""
+    import wrapt
+
+    state = _stream_state(call, operation)
+
+    class RawStream(wrapt.ObjectProxy):  # type: ignore[type-arg]
+        def parse(self, *args: Any, **kwargs: Any) -> Any:
+            stream = self.__wrapped__.parse(*args, **kwargs)
+            if getattr(self, "_self_stream", None) is None:
+                self._self_stream = C.wrap_stream(stream, state, is_async)
+            return self._self_stream
+
+        def __del__(self) -> None:
+            if getattr(self, "_self_stream", None) is None and not state.done:
+                state.finish(closed_early=True)
+
+    return RawStream(raw)
+
+
+# -- request -----------------------------------------------------------------------------------
+def _provider(instance: Any) -> tuple[str, str]:
+    client = getattr(instance, "_client", None)
+    if client is not None and type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
+        return "azure.ai.openai", "azure"
+    return "openai", "openai"
+
+
+def _request(call: C.Call, instance: Any, kwargs: dict[str, Any], operation: str) -> None:
+    provider, oi_provider = _provider(instance)
+    call.model(kwargs.get("model"), provider, oi_provider)
+    temperature = kwargs.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        call.set(A.TEMPERATURE, float(temperature))
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = kwargs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            call.set(C.REQUEST_MAX_TOKENS, value)
+            break
+    top_p = kwargs.get("top_p")
+    if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
+        call.set(C.REQUEST_TOP_P, float(top_p))
+    parameters = {k: C.to_plain(v) for k, v in kwargs.items() if k not in _NOT_PARAMETERS and C.given(v)}
+    call.set(C.INVOCATION_PARAMETERS, C.to_json(parameters))
+    if operation == "embeddings":
+        call.set(C.OI_EMBEDDING_MODEL, kwargs.get("model"))
+        _embedding_input(call, kwargs.get("input"))
+        return
+    tools: Any = kwargs.get("tools")
+    if C.given(tools):
+        for index, tool in enumerate(tools):
+            call.content(C.OI_TOOL_SCHEMA.format(index), C.to_json(C.to_plain(tool)))
+    messages = _chat_input(kwargs) if operation == "chat" else _responses_input(kwargs)
+    for index, message in enumerate(messages):
+        _input_message(call, index, message)
+    call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, {"messages": messages})
+
+
+def _chat_input(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    messages: Any = kwargs.get("messages")
+    if not C.given(messages):
+        return []
+    return [C.to_plain(message) for message in messages]
+
+
+def _responses_input(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    instructions = kwargs.get("instructions")
+    if isinstance(instructions, str):
+        messages.append({"role": "system", "content": instructions})
+    items: Any = kwargs.get("input")
+    if isinstance(items, str):
+        messages.append({"role": "user", "content": items})
+    elif C.given(items):
+        for item in items:
+            plain = C.to_plain(item)
+            if not isinstance(plain, dict):
+                messages.append({"role": "user", "content": C.text_of(plain)})
+            elif plain.get("type") == "function_call":
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"function": {"name": plain.get("name"), "arguments": plain.get("arguments")}}
+                        ],
+                    }
+                )
+            elif plain.get("type") == "function_call_output":
+                messages.append(
+                    {"role": "tool", "content": plain.get("output"), "tool_call_id": plain.get("call_id")}
+                )
+            else:
+                messages.append(plain)
+    return messages
+
+
+def _input_message(call: C.Call, index: int, message: Any) -> None:
+    role = C.get(message, "role")
+    if isinstance(role, str):
+        call.content(C.OI_INPUT.format(index, "role"), role)
+    call.content(C.OI_INPUT.format(index, "content"), C.text_of(C.get(message, "content")))
+    for key in ("name", "tool_call_id"):
+        value = C.get(message, key)
+        if isinstance(value, str):
+            call.content(C.OI_INPUT.format(index, key), value)
+    for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
+        function = C.get(tool_call, "function")
+        call.content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.name"), C.get(function, "name"))
+        arguments = C.get(function, "arguments")
+        if arguments is not None and not isinstance(arguments, str):
+            arguments = C.to_json(arguments)
+        call.content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.arguments"), arguments)
+
+
+def _embedding_input(call: C.Call, value: Any) -> None:
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    strings = [text for text in texts if isinstance(text, str)]
+    for index, text in enumerate(strings):
+        call.content(C.OI_EMBEDDING_TEXT.format(index), text)
+    call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, value if strings else C.to_plain(value))
+
+
+# -- responses ---------------------------------------------------------------------------------
+def _response_common(call: C.Call, result: Any) -> None:
+    response_id = C.get(result, "id")
+    if isinstance(response_id, str):
+        call.set(C.RESPONSE_ID, response_id)
+    model = C.get(result, "model")
+    if isinstance(model, str) and model:
+        call.set(A.RESPONSE_MODEL, model)
+    call.usage(extract_usage(result))
+
+
+def _chat_response(call: C.Call, result: Any) -> None:
+    _response_common(call, result)
+    outputs = []
+    reasons = []
+    for index, choice in enumerate(C.get(result, "choices") or ()):
+        message = C.get(choice, "message")
+        reason = C.get(choice, "finish_reason")
+        if isinstance(reason, str):
+            reasons.append(reason)
+        outputs.append(_output_message(call, index, message))
+    if reasons:
+        call.set(C.FINISH_REASONS, reasons)
+    call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs[0] if len(outputs) == 1 else outputs)
+
+
+def _output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
+    role = C.get(message, "role") or "assistant"
+    content = C.get(message, "content")
+    refusal = C.get(message, "refusal")
+    call.content(C.OI_OUTPUT.format(index, "role"), role)
+    text = C.text_of(content) if content is not None else refusal
+    call.content(C.OI_OUTPUT.format(index, "content"), text)
+    output: dict[str, Any] = {"role": role, "content": text}
+    calls = []
+    for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
+        function = C.get(tool_call, "function")
+        name, arguments = C.get(function, "name"), C.get(function, "arguments")
+        call.content(C.OI_TOOL_CALL.format(index, position, "function.name"), name)
+        call.content(C.OI_TOOL_CALL.format(index, position, "function.arguments"), arguments)
+        tool_id = C.get(tool_call, "id")
+        if isinstance(tool_id, str):
+            call.content(C.OI_TOOL_CALL.format(index, position, "id"), tool_id)
+        calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
+    if calls:
+        output["tool_calls"] = calls
+    return output
+
+
+def _responses_response(call: C.Call, result: Any) -> None:
+    _response_common(call, result)
+    status = C.get(result, "status")
+    reason = C.get(C.get(result, "incomplete_details"), "reason")
+    if isinstance(reason, str):
+        call.set(C.FINISH_REASONS, [reason])
+    elif isinstance(status, str):
+        call.set(C.FINISH_REASONS, [status])
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for item in C.get(result, "output") or ():
+        kind = C.get(item, "type")
+        if kind == "message":
+            for part in C.get(item, "content") or ():
+                text = C.get(part, "text")
+                if isinstance(text, str):
+                    texts.append(text)
+                elif isinstance(C.get(part, "refusal"), str):
+                    texts.append(C.get(part, "refusal"))
+        elif kind == "function_call":
+            tool_calls.append(
+                {
+                    "id": C.get(item, "call_id"),
+                    "function": {"name": C.get(item, "name"), "arguments": C.get(item, "arguments")},
+                }
+            )
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    output = _output_message(call, 0, message)
+    call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
+
+
+def _embeddings_response(call: C.Call, result: Any) -> None:
+    _response_common(call, result)
+    data = C.get(result, "data") or []
+    vector: Any = C.get(data[0], "embedding") if data else None
+    summary: dict[str, Any] = {"embeddings": len(data)}
+    if hasattr(vector, "__len__"):
+        summary["dimensions"] = len(vector)
+    call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, summary)
+    _embedding_cost(call)
+
+
+def _embedding_cost(call: C.Call) -> None:
+    """Embedding spans are not LLM spans, so the runtime does not price them: price here."""
+    attributes = call.span.attributes
+    tokens = attributes.get(A.USAGE_INPUT)
+    model = attributes.get(A.RESPONSE_MODEL) or attributes.get(A.REQUEST_MODEL)
+    if call.own and isinstance(tokens, int) and model:
+        cost = call.runtime.pricing.cost(model, attributes.get(A.PROVIDER), input_tokens=tokens)
+        if cost is not None:
+            call.set(A.LLM_COST, cost)
+
+
+_RESPONSE: dict[str, Callable[[C.Call, Any], None]] = {
+    "chat": _chat_response,
+    "responses": _responses_response,
+    "embeddings": _embeddings_response,
+}
+
+
+# -- streams -----------------------------------------------------------------------------------
+def _stream_state(call: C.Call, operation: str) -> C.StreamState:
+    if operation == "responses":
+        return _responses_stream(call)
+    return _chat_stream(call)
+
+
+def _chat_stream(call: C.Call) -> C.StreamState:
+    """Accumulate chat completion chunks into the message(s) they spell."""
+    seen: dict[str, Any] = {"id": None, "model": None, "usage": None}
+    choices: dict[int, dict[str, Any]] = {}
+
+    def on_item(chunk: Any) -> None:
+        for key in ("id", "model"):
+            value = C.get(chunk, key)
+            if isinstance(value, str) and value:
+                seen[key] = value
+        usage = C.get(chunk, "usage")
+        if usage is not None:
+            seen["usage"] = chunk
+        for choice in C.get(chunk, "choices") or ():
+            call.first_token()
+            index = C.get(choice, "index") or 0
+            entry = choices.setdefault(index, {"role": None, "content": [], "tools": {}, "finish": None})
+            delta = C.get(choice, "delta")
+            role = C.get(delta, "role")
+            if isinstance(role, str):
+                entry["role"] = role
+            content = C.get(delta, "content")
+            if isinstance(content, str):
+                entry["content"].append(content)
+            for tool_delta in C.get(delta, "tool_calls") or ():
+                position = C.get(tool_delta, "index") or 0
+                tool = entry["tools"].setdefault(position, {"id": None, "name": None, "arguments": []})
+                if C.get(tool_delta, "id"):
+                    tool["id"] = C.get(tool_delta, "id")
+                function = C.get(tool_delta, "function")
+                if C.get(function, "name"):
+                    tool["name"] = C.get(function, "name")
+                if isinstance(C.get(function, "arguments"), str):
+                    tool["arguments"].append(C.get(function, "arguments"))
+            reason = C.get(choice, "finish_reason")
+            if isinstance(reason, str):
+                entry["finish"] = reason
+
+    def on_end() -> None:
+        result = {
+            "id": seen["id"],
+            "model": seen["model"],
+            "choices": [
+                {
+                    "finish_reason": entry["finish"],
+                    "message": {
+                        "role": entry["role"] or "assistant",
+                        "content": "".join(entry["content"]) if entry["content"] else None,
+                        "tool_calls": [
+                            {
+                                "id": tool["id"],
+                                "function": {"name": tool["name"], "arguments": "".join(tool["arguments"])},
+                            }
+                            for _, tool in sorted(entry["tools"].items())
+                        ],
+                    },
+                }
+                for _, entry in sorted(choices.items())
+            ],
+        }
+        call.guard("stream response", _chat_response, result)
+        if seen["usage"] is not None:
+            call.guard("stream usage", lambda c, chunk: c.usage(extract_usage(chunk)), seen["usage"])
+
+    return C.StreamState(call, on_item, on_end)
+
+
+def _responses_stream(call: C.Call) -> C.StreamState:
+    """Responses API events: the final ``response.completed`` event carries the whole response."""
+    seen: dict[str, Any] = {"response": None, "text": []}
+
+    def on_item(event: Any) -> None:
+        kind = C.get(event, "type")
+        if kind == "response.output_text.delta":
+            call.first_token()
+            delta = C.get(event, "delta")
+            if isinstance(delta, str):
+                seen["text"].append(delta)
+        elif kind in ("response.created", "response.in_progress"):
+            if seen["response"] is None:
+                seen["response"] = C.get(event, "response")
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            seen["response"] = C.get(event, "response")
+            seen["final"] = True
+
+    def on_end() -> None:
+        response = seen["response"]
+        if seen.get("final") and response is not None:
+            _responses_response(call, response)
+            return
+        if response is not None:
+            _response_common(call, response)
+        if seen["text"]:
+            output = _output_message(call, 0, {"role": "assistant", "content": "".join(seen["text"])})
+            call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
+
+    return C.StreamState(call, on_item, on_end)
