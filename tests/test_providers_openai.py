@@ -603,3 +603,27 @@ def test_tracing_disabled_passes_through(openai_client):
         reply = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content == "Hello from the fake server."
     assert traces.spans == []
+
+
+def test_responses_stream_helper(openai_client, fake_openai):
+    """responses.stream(): one openai.responses span with the streamed text and the final usage."""
+    fake_openai.reply("Helper says hi.", usage=(9, 4))
+    with capture() as traces:
+        with openai_client.responses.stream(model="gpt-4.1", input="Hello") as stream:
+            final = stream.get_final_response()
+    assert final.output_text == "Helper says hi."
+    span = traces.by_name("openai.responses")
+    assert (span.status, span.attributes["gen_ai.usage.output_tokens"]) == ("OK", 4)
+    assert messages_of(span.attributes, "output") == [{"role": "assistant", "content": "Helper says hi."}]
+
+
+async def test_async_with_raw_response(async_openai_client, fake_openai):
+    """Async with_raw_response: the raw response is returned; the span has the parsed usage."""
+    fake_openai.reply("raw async", usage=(6, 2))
+    with capture() as traces:
+        raw = await async_openai_client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+        assert raw.parse().choices[0].message.content == "raw async"
+    await async_openai_client.close()
+    assert traces.by_name("openai.chat.completions").attributes["gen_ai.usage.input_tokens"] == 6

@@ -75,7 +75,7 @@ class Patches:
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         patched = owner.__dict__.get(name)
         if patched is not None:
-            patched._trodo_patch = True
+            patched._self_trodo_patch = True  # "_self_": kept on the wrapper, not the SDK's function
         with self._lock:
             self._originals.append((owner, name, original))
 
@@ -90,7 +90,7 @@ class Patches:
 
 
 def _ours(function: Any) -> bool:
-    return bool(getattr(function, "_trodo_patch", False))
+    return bool(getattr(function, "_self_trodo_patch", False))
 
 
 def runtime() -> Any:
