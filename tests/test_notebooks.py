@@ -13,7 +13,13 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("01_quickstart.ipynb", "02_langchain.ipynb", "03_llamaindex.ipynb", "04_events_and_errors.ipynb")
+NOTEBOOKS = (
+    "01_quickstart.ipynb",
+    "02_langchain.ipynb",
+    "03_llamaindex.ipynb",
+    "04_events_and_errors.ipynb",
+    "05_providers.ipynb",
+)
 CELL_TIMEOUT_S = 90
 KERNEL_NAME = "trodo-test-venv"
 
@@ -30,6 +36,12 @@ EXPECTED_OUTPUT = {
     "02_langchain.ipynb": ["[llm]", "[tool]"],
     "03_llamaindex.ipynb": ["[retrieval]", "[llm]"],
     "04_events_and_errors.ipynb": ["ERROR", "server_error", "signup_completed"],
+    "05_providers.ipynb": [
+        "[llm] openai.chat.completions",
+        "[llm] anthropic.messages",
+        "[tool]",
+        "rate limited: 429",
+    ],
 }
 
 
@@ -82,7 +94,7 @@ def _outputs(notebook: nbformat.NotebookNode) -> list[dict]:
 
 
 def test_every_notebook_is_committed_without_outputs():
-    """notebooks/ holds exactly the four notebooks, each with no outputs or execution counts."""
+    """notebooks/ holds exactly the five notebooks, each with no outputs or execution counts."""
     assert sorted(path.name for path in NOTEBOOK_DIR.glob("*.ipynb")) == list(NOTEBOOKS)
     for name in NOTEBOOKS:
         notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
