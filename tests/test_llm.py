@@ -236,6 +236,7 @@ def test_retrieval_documents_from_common_shapes():
         "retrieval.documents.0.document.id": "a",
         "retrieval.documents.0.document.content": "alpha",
         "retrieval.documents.0.document.score": 0.9,
+        "retrieval.documents.0.document.metadata": '{"id":"a"}',
         "retrieval.documents.1.document.id": "b",
         "retrieval.documents.1.document.content": "beta",
         "retrieval.documents.2.document.content": "gamma",

@@ -26,6 +26,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from .._internal.core import attrs, spans
 from .._internal.core.decorators import record_error
 from . import _llamaindex_extract as extract
+from . import _messages as oi_messages
 from ._llamaindex_records import Entry, Rec, State
 
 
@@ -72,10 +73,16 @@ def llm_start(core: State, entry: Entry, event: Any) -> None:
     if isinstance(event, LLMCompletionStartEvent):
         attributes[attrs.GEN_AI_OPERATION] = "text_completion"
         value = event.prompt
+        listed = [{"role": "user", "content": value}] if isinstance(value, str) else None
     else:
-        value = core.extract("messages", extract.messages, event.messages)
+        value = listed = core.extract("messages", extract.messages, event.messages)
+    if oi_messages.INVOCATION_PARAMETERS not in attributes:
+        parameters = core.extract("llm parameters", extract.llm_parameters, rec.instance, event.model_dict)
+        core.extract("invocation parameters", oi_messages.write_parameters, attributes, parameters)
     if attrs.INPUT_VALUE not in attributes and value is not None:
         spans.RUNTIME.capture(rec.span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
+        if listed and spans.RUNTIME.capture_content:
+            core.extract("input messages", oi_messages.write_messages, attributes, "input", listed)
     if attrs.REQUEST_MODEL not in attributes:
         model = core.extract("model", extract.model_from_payload, event.model_dict)
         if model:
@@ -107,6 +114,11 @@ def llm_response(core: State, rec: Rec, response: Any) -> None:
     value = core.extract("llm output", extract.response_output, response)
     if value is not None:
         core.output(rec, value)
+        if spans.RUNTIME.capture_content:
+            message = value if isinstance(value, dict) else {"role": "assistant", "content": value}
+            core.extract(
+                "output messages", oi_messages.write_messages, rec.span.attributes, "output", [message]
+            )
     usage = core.extract("llm usage", extract.response_usage, response)
     if usage is not None:
         add_usage(core, rec, tuple(usage))

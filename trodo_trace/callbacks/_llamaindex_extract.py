@@ -22,6 +22,7 @@ from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import BaseTool
 
 from .._internal.core.extract import Usage, extract_response_model, extract_usage
+from .._internal.core.values import to_json
 
 try:  # llama-index-workflows, split out of llama-index-core in 0.12.x
     from workflows import Workflow
@@ -208,6 +209,16 @@ def llm_request(instance: Any) -> tuple[str | None, float | None]:
     return model, temperature
 
 
+def llm_parameters(instance: Any, model_dict: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An LLM call's parameters: the LLM's metadata from the start event plus its request fields."""
+    parameters = {k: v for k, v in (model_dict or {}).items() if k != "class_name"}
+    for key in ("model", "temperature", "max_tokens", "top_p", "additional_kwargs"):
+        value = getattr(instance, key, None)
+        if isinstance(value, (str, int, float, bool)) or (isinstance(value, Mapping) and value):
+            parameters[key] = value
+    return parameters
+
+
 def model_from_payload(model_dict: Mapping[str, Any]) -> str | None:
     """The model named by the ``model_dict`` of an LLM start event."""
     return _model_name(model_dict.get("model")) or _model_name(model_dict.get("model_name"))
@@ -375,4 +386,11 @@ def node_documents(nodes: Sequence[Any], limit: int, capture_content: bool) -> d
                 if len(content) > limit:
                     content = content[:limit] + f"…[truncated: {len(content)} chars total]"
                 attributes[f".{index}.document.content"] = content
+            metadata = getattr(node, "metadata", None)
+            metadata = dict(metadata) if isinstance(metadata, Mapping) and metadata else {}
+            ref_doc_id = getattr(node, "ref_doc_id", None)  # the source document's id
+            if isinstance(ref_doc_id, str) and ref_doc_id:
+                metadata["doc_id"] = ref_doc_id
+            if metadata:
+                attributes[f".{index}.document.metadata"] = to_json(metadata, limit)
     return attributes

@@ -161,6 +161,7 @@ class Core:
             if temperature is not None:
                 attributes[attrs.TEMPERATURE] = float(temperature)
         elif role == extract.EMBEDDING:
+            attributes[attrs.OI_KIND] = "EMBEDDING"
             attributes[attrs.GEN_AI_OPERATION] = "embeddings"
             model = self.extract("embedding model", extract.embedding_model, instance)
             if model:

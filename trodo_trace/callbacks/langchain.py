@@ -52,6 +52,7 @@ from .._internal.core.errors import internal_error
 from .._internal.core.tracing import RunOptions
 from . import _langchain_extract as extract
 from . import _langchain_runs as runs
+from . import _messages as lc_messages
 
 __all__ = ["TrodoCallbackHandler", "instrument", "uninstrument"]
 
@@ -135,11 +136,15 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         name: str,
         kind: str,
         metadata: Mapping[str, Any] | None,
+        tags: Sequence[str] | None = None,
     ) -> runs.Entry | None:
         runtime = spans.RUNTIME or runtime_mod.get()
         if not runtime.enabled:
             return None
-        return runs.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
+        entry = runs.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
+        if entry is not None and tags:
+            _safe(lc_messages.write_tags, entry.span.attributes, tags, extract.HIDDEN_TAG)
+        return entry
 
     def _run_options(self, metadata: Mapping[str, Any] | None) -> RunOptions:
         distinct_id, conversation_id = extract.identity(metadata) if metadata else (None, None)
@@ -182,7 +187,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             return
         name = extract.run_name(serialized, kwargs, "chain")
         kind = "agent" if extract.is_agent(name, serialized, metadata) else "chain"
-        entry = self._start(run_id, parent_run_id, name, kind, metadata)
+        entry = self._start(run_id, parent_run_id, name, kind, metadata, tags)
         if entry is None:
             return
         span = entry.span
@@ -233,7 +238,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs)
+        self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs, tags)
 
     @_guarded
     def on_llm_start(
@@ -247,7 +252,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs)
+        self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs, tags)
 
     def _llm_start(
         self,
@@ -258,20 +263,35 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None,
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
+        tags: Sequence[str] | None = None,
     ) -> None:
         name = extract.run_name(serialized, kwargs, "llm")
-        entry = self._start(run_id, parent_run_id, name, "llm", metadata)
+        entry = self._start(run_id, parent_run_id, name, "llm", metadata, tags)
         if entry is None:
             return
         span = entry.span
         attributes = span.attributes
         attributes[attrs.GEN_AI_OPERATION] = operation
-        _safe(extract.model_attributes, attributes, metadata, kwargs.get("invocation_params"))
+        parameters = kwargs.get("invocation_params")
+        _safe(extract.model_attributes, attributes, metadata, parameters)
+        _safe(lc_messages.write_parameters, attributes, parameters)
         if spans.RUNTIME.capture_content:
             if operation == "chat":
                 value = _safe(extract.chat_input, prompt)
+                if value:
+                    _safe(lc_messages.write_messages, attributes, "input", value)
             else:
                 value = prompt[0] if len(prompt) == 1 else prompt
+                if isinstance(value, str):
+                    _safe(
+                        lc_messages.write_messages, attributes, "input", [{"role": "user", "content": value}]
+                    )
+            if isinstance(parameters, Mapping):
+                _safe(
+                    lc_messages.write_tools,
+                    attributes,
+                    parameters.get("tools") or parameters.get("functions"),
+                )
             if value is not None:
                 spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
 
@@ -337,7 +357,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = extract.run_name(serialized, kwargs, "tool")
-        entry = self._start(run_id, parent_run_id, name, "tool", metadata)
+        entry = self._start(run_id, parent_run_id, name, "tool", metadata, tags)
         if entry is None:
             return
         span = entry.span
@@ -383,7 +403,7 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = extract.run_name(serialized, kwargs, "retriever")
-        entry = self._start(run_id, parent_run_id, name, "retrieval", metadata)
+        entry = self._start(run_id, parent_run_id, name, "retrieval", metadata, tags)
         if entry is not None:
             _capture(entry.span, attrs.INPUT_VALUE, attrs.INPUT_MIME, query)
 
@@ -423,6 +443,13 @@ def _record_llm_result(span: spans.TrodoSpan, response: Any) -> None:
         output = _safe(extract.generation_output, response)
         if output is not None:
             spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, output)
+            outputs = output if isinstance(output, list) else [output]
+            _safe(
+                lc_messages.write_messages,
+                attributes,
+                "output",
+                [o if isinstance(o, Mapping) else {"role": "assistant", "content": o} for o in outputs],
+            )
     usage = _safe(extract.usage, response)
     if usage is not None:
         attrs.write_usage(attributes, *usage)

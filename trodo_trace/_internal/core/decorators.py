@@ -22,6 +22,7 @@ from . import attrs, spans
 from .errors import internal_error
 from .extract import extract_documents, extract_response_model, extract_usage
 from .tracing import RunOptions, check_kind, start_span
+from .values import to_json
 
 _attach = otel_context.attach
 _detach = otel_context.detach
@@ -259,6 +260,8 @@ def record_documents(span: spans.TrodoSpan, result: Any) -> None:
             attributes[attrs.RETRIEVAL_DOC.format(index, "content")] = content
         if document.score is not None:
             attributes[attrs.RETRIEVAL_DOC.format(index, "score")] = document.score
+        if document.metadata:
+            attributes[attrs.RETRIEVAL_DOC.format(index, "metadata")] = to_json(document.metadata, limit)
 
 
 def _enter(

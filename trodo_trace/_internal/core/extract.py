@@ -132,6 +132,7 @@ class Document(NamedTuple):
     id: str | None
     content: str | None
     score: float | None
+    metadata: dict[str, Any] | None = None
 
 
 def _document(item: Any) -> Document | None:
@@ -170,7 +171,12 @@ def _document(item: Any) -> Document | None:
             score = value
     if content is None and doc_id is None:
         return None
-    return Document(doc_id, content, float(score) if score is not None else None)
+    metadata = _get(item, "metadata")
+    metadata = dict(metadata) if isinstance(metadata, Mapping) and metadata else None
+    ref_doc_id = _get(item, "ref_doc_id")  # LlamaIndex: the source document of a node
+    if isinstance(ref_doc_id, str) and ref_doc_id:
+        metadata = {**(metadata or {}), "doc_id": ref_doc_id}
+    return Document(doc_id, content, float(score) if score is not None else None, metadata)
 
 
 def extract_documents(result: Any, limit: int = 100) -> list[Document] | None:
