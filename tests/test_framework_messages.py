@@ -133,3 +133,15 @@ def test_llamaindex_embedding_kind_and_node_metadata(li):
     retrieval = next(s for s in traces.spans if s.kind == "retrieval")
     metadata = json.loads(retrieval.attributes["retrieval.documents.0.document.metadata"])
     assert metadata == {"city": "Paris", "doc_id": "doc-42"}
+
+
+def test_llamaindex_index_construction_is_one_run(li):
+    """Building an index outside any run embeds its nodes in one embedding run, not a run per node."""
+    from llama_index.core import Document as LlamaDocument
+
+    documents = [LlamaDocument(text=f"document {i} about Paris weather") for i in range(5)]
+    with capture() as traces:
+        VectorStoreIndex.from_documents(documents, embed_model=KeywordEmbedding(embed_batch_size=2))
+    (run,) = traces.runs()
+    assert run.attributes["openinference.span.kind"] == "EMBEDDING"
+    assert run.attributes["trodo.run.span_count"] == 1

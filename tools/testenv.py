@@ -60,6 +60,7 @@ NEEDS_EXTRAS = (
     "tests/test_serialize.py",
     "tests/test_propagation_http.py",
     "tests/test_propagation_services.py",
+    "tests/test_framework_messages.py",
     "tests/test_providers_anthropic.py",
     "tests/test_providers_counted_once.py",
     "tests/test_providers_fake_servers.py",
