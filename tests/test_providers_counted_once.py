@@ -258,3 +258,40 @@ def test_llamaindex_openai(fake_openai):
     assert not any(s.name.startswith("openai.") for s in traces.spans)
     assert _rollup(traces)["trodo.run.total_tokens_in"] == 101
     assert _rollup(traces)["trodo.run.total_tokens_out"] == 17
+
+
+def test_llamaindex_embedding_backed_by_openai(fake_openai):
+    """An openai embeddings call inside a LlamaIndex embedding span merges into it: one EMBEDDING span,
+    its tokens counted once in the run."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=0)
+
+    class OpenAIBacked(BaseEmbedding):
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return client.embeddings.create(model="text-embedding-3-small", input=query).data[0].embedding
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._get_query_embedding(text)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+    fake_openai.reply(usage=(7, 0))
+    handler = TrodoLlamaIndexHandler().attach()
+
+    @trodo.agent("embed-bot")
+    def bot():
+        return OpenAIBacked(model_name="text-embedding-3-small").get_query_embedding("hello world")
+
+    try:
+        with capture() as traces:
+            assert len(bot()) == 8
+    finally:
+        handler.detach()
+        client.close()
+    assert not any(s.name == "openai.embeddings" for s in traces.spans)
+    (embedding,) = [s for s in traces.spans if s.attributes.get("openinference.span.kind") == "EMBEDDING"]
+    assert embedding.attributes["trodo.llm.provider_calls"] == 1
+    root = traces.runs()[0]
+    assert root.attributes["trodo.run.total_tokens_in"] == embedding.attributes["gen_ai.usage.input_tokens"]

@@ -2,7 +2,8 @@
 enclosing LLM span it merges into), the stream proxies, and small isolated readers.
 
 Counted once: a provider call made while an LLM span of ``@trodo.llm`` or of the LangChain /
-LlamaIndex handlers is current does not start a span of its own. It *merges* into that span:
+LlamaIndex handlers is current (for an embedding call: an embedding span, such as LlamaIndex's) does
+not start a span of its own. It *merges* into that span:
 attributes the span lacks (model, messages, parameters, response id...) are filled in, and its token
 usage is written only when the span has none of its own (a second call in the same span adds to the
 usage the first one wrote). So the run's rollups count each call once and the trace shows one LLM row.
@@ -208,7 +209,7 @@ class Call:
 
         rt = runtime()
         current = S.span_from_context()
-        if merge and current is not None and current.kind == "llm" and current.end_ns is None:
+        if merge and current is not None and current.end_ns is None and _merges(current, attributes):
             call = cls(current, False, rt)
             call.set_many(attributes)
             with call._lock:
@@ -302,6 +303,14 @@ class Call:
             function(self, *args)
         except Exception:
             internal_error(f"provider {what}")
+
+
+def _merges(current: S.TrodoSpan, attributes: Mapping[str, Any]) -> bool:
+    """Whether a call merges into the current span: a chat call into an LLM span, an embedding call
+    into an embedding span (a framework's, e.g. LlamaIndex's, that counts the same tokens)."""
+    if attributes.get(A.OI_KIND) == "EMBEDDING":
+        return current.attributes.get(A.OI_KIND) == "EMBEDDING"
+    return current.kind == "llm"
 
 
 def _usage_pairs(usage: Usage) -> list[tuple[str, int | None]]:

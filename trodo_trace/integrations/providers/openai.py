@@ -104,7 +104,7 @@ def _start(operation: str, instance: Any, kwargs: dict[str, Any]) -> C.Call:
         kind, attributes = "function", {A.OI_KIND: "EMBEDDING", A.GEN_AI_OPERATION: "embeddings"}
     else:
         kind, attributes = "llm", {A.GEN_AI_OPERATION: "chat"}
-    call = C.Call.start(SPAN_NAMES[operation], kind, attributes, merge=operation != "embeddings")
+    call = C.Call.start(SPAN_NAMES[operation], kind, attributes)
     call.guard("request", _request, instance, kwargs, operation)
     return call
 
