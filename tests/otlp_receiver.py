@@ -444,11 +444,18 @@ def make_certificates(directory: Path) -> dict[str, str]:
 
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     # RFC 5280 extensions throughout: Python 3.13 verifies with VERIFY_X509_STRICT by default.
-    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    ca_ext = [
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]
     openssl(
         "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca", *ca_ext
     )  # fmt: skip
-    leaf = "basicConstraints=critical,CA:FALSE\nauthorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+    leaf = (
+        "basicConstraints=critical,CA:FALSE\nauthorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+    )
     (directory / "server.ext").write_text(leaf + "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     (directory / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
     for name, extra in (("server", ["-extfile", "server.ext"]), ("client", ["-extfile", "client.ext"])):

@@ -237,6 +237,7 @@ class Runtime:
                 {key: value for key, value in delivery.items() if key not in ("dropped", "overflow_depth")}
             )
             result["dropped"] += delivery["dropped"]
+            result["failed"] += pipeline["lost"]  # items the pipeline could not convert
             result["queue_depth"] += delivery["overflow_depth"]
             if delivery["last_error"] is None:
                 result["last_error"] = pipeline["last_error"]

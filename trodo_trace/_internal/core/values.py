@@ -29,11 +29,12 @@ import itertools
 import json
 import math
 import pathlib
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence, Set, ValuesView
 from typing import Any
 
-__all__ = ["attribute_value", "dumps", "safe_str", "to_json", "to_plain"]
+__all__ = ["attribute_value", "dumps", "encodable", "safe_str", "to_json", "to_plain"]
 
 DEFAULT_LIMIT = 32768
 """Default maximum length, in characters, of the text returned by :func:`to_json`."""
@@ -55,6 +56,28 @@ def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode (lone surrogates, as ``json.loads`` makes
+    from scraped text) replaced by U+FFFD, so one value can never make a batch unencodable.
+
+    O(1) for ASCII text (the usual case); otherwise one encoding attempt.
+
+    Example:
+        >>> encodable(chr(0xD800) + " scraped") == "\\ufffd scraped"
+        True
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _more_items(count: int) -> str:
@@ -289,22 +312,22 @@ def to_json(value: object, limit: int = DEFAULT_LIMIT) -> str:
     tp = type(obj)
     if tp is str:
         if len(obj) > limit:
-            return _slow_json(obj, limit)
+            return encodable(_slow_json(obj, limit))
     elif (tp is list or tp is dict or tp is tuple) and len(obj) > _MAX_ITEMS:
-        return _slow_json(obj, limit)
+        return encodable(_slow_json(obj, limit))
     try:
         text = _encode(value, limit)
     except Exception:
-        return _slow_json(value, limit)
+        return encodable(_slow_json(value, limit))
     if len(text) > limit:
-        return f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]"
-    return text
+        return encodable(f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]")
+    return encodable(text)
 
 
 def safe_str(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """Return ``value`` itself if it is a str (clipped to ``limit``), else :func:`to_json` of it."""
     if isinstance(value, str):
-        return _clip(value, max(limit, 0))
+        return encodable(_clip(value, max(limit, 0)))
     return to_json(value, limit)
 
 
@@ -330,6 +353,14 @@ def to_plain(
     return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth)
 
 
+def key_text(key: Any) -> str:
+    """A mapping key as text; a key whose ``str()`` raises becomes its safe repr."""
+    try:
+        return encodable(str(key))
+    except Exception:
+        return encodable(_safe_repr(key))
+
+
 def _convert_leaf(value: Any) -> Any:
     """A non-JSON value as JSON data: dates as ISO text, numbers as text, the rest via ``to_json``."""
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
@@ -351,7 +382,9 @@ def _plain(
     value: Any, path: list[int], converted: list[bool], depth: int, leaves: bool, max_depth: int
 ) -> Any:
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        return encodable(value) if leaves else value
+    if kind is bool or value is None:
         return value
     if not leaves and not isinstance(value, (list, tuple, Mapping)):
         return value
@@ -372,7 +405,9 @@ def _plain(
                 for key, item in value.items():
                     if type(key) is not str:
                         converted[0] = True
-                        key = str(key)
+                        key = key_text(key)
+                    elif leaves:
+                        key = encodable(key)
                     result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth)
                 return result
             return [_plain(item, path, converted, depth + 1, leaves, max_depth) for item in value]
@@ -382,7 +417,7 @@ def _plain(
         # json encodes these as their value
         return _plain(value.value, path, converted, depth + 1, leaves, max_depth)
     elif isinstance(value, str):
-        return str.__str__(value)
+        return encodable(str.__str__(value))
     elif isinstance(value, int) and not isinstance(value, bool):
         if _INT64[0] <= value <= _INT64[1]:
             return int(value)
@@ -417,6 +452,8 @@ def attribute_value(value: Any) -> Any:
     tuples, everything else as JSON text. ``None`` means drop the attribute."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return encodable(value)
     if isinstance(value, _SCALARS):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             return str(value)

@@ -164,9 +164,13 @@ class _StoreWriter:
 
         return LocalStore(self.path)
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> bool:
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> bool | int:
+        from ..store.local import DATA_ERRORS, each_alone
+
         try:
             self.store.write_events(list(rows))
+        except DATA_ERRORS:
+            return each_alone(self.store.write_events, rows, "events")  # one bad row, not the batch
         except Exception as exc:
             log_once("events-store", "trodo_trace: could not write events to the local store: %s", exc)
             return False
@@ -289,7 +293,7 @@ class EventSink:
             # Delivered means accepted by the collector; the delivery also counts the spool.
             delivery = self.delivery.stats()
             result["events_exported"] = delivery["exported"]
-            result["events_failed"] = delivery["failed"]
+            result["events_failed"] = delivery["failed"] + stats["lost"]
             result["events_spooled"] = delivery["spooled"]
             result["events_rejected"] = delivery["rejected"]
             result["events_dropped"] += delivery["dropped"]

@@ -24,7 +24,7 @@ from .. import api
 from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
-from ..core.values import to_plain
+from ..core.values import encodable, key_text, to_plain
 from .sink import Event, sink_for
 
 #: Property names a browser SDK fills in; a server event must not fake them.
@@ -92,8 +92,10 @@ def _clean_properties(
     changed: list[str] = []
     for key, value in properties.items():
         if not isinstance(key, str):
-            changed.append(repr(key))
-            key = str(key)
+            key = key_text(key)
+            changed.append(key)
+        else:
+            key = encodable(key)
         if key in RESERVED_PROPERTIES:
             stripped.append(key)
             continue
@@ -181,8 +183,8 @@ def _send(
         return
     sink = sink_for(runtime)
     _check_snake_case(sink.warned, event_name, stacklevel + 1)
-    props = _clean_properties(sink.warned, event_name, properties, stacklevel + 1)
     try:
+        props = _clean_properties(sink.warned, event_name, properties, stacklevel + 1)
         # An error belongs to the span it escaped from, if any; otherwise to the current one.
         origin = _origin(exc) if exc is not None else None
         if origin is not None:
@@ -194,9 +196,9 @@ def _send(
         event = Event(
             f"{getrandbits(128):032x}",
             spans.now_ns(),
-            event_name,
-            distinct_id,
-            category,
+            encodable(event_name),
+            encodable(distinct_id),
+            encodable(category),
             props,
             run_id,
             trace_id,

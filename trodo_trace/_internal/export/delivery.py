@@ -32,7 +32,7 @@ from typing import Any
 import tenacity
 
 from ..core.counter import Counter
-from ..core.errors import internal_error
+from ..core.errors import log_once
 from .hub import DRAIN_BUDGET_S, Hub
 from .otlp_transport import Attempt
 
@@ -135,13 +135,37 @@ class SignalDelivery:
         if not count:
             return True
         started = time.perf_counter()
-        try:
-            body = self.hub.sender(self.signal).encode(items)
-        except Exception as exc:
-            self._count_failed(count, exc)
+        body, count = self._encode(items)
+        if not count:
             return False
         self._measure(1.3 * (time.perf_counter() - started), count)  # converting costs about 30% more
         return self._deliver(body, count)
+
+    def _encode(self, items: Sequence[Any]) -> tuple[bytes, int]:
+        """The request for ``items`` and how many it holds: an item that cannot be encoded is
+        dropped alone (counted as ``failed``), never its batch."""
+        encode = self.hub.sender(self.signal).encode
+        try:
+            return encode(items), len(items)
+        except Exception as exc:
+            first = exc
+        good = []
+        for item in items:
+            try:
+                encode([item])
+            except Exception as exc:
+                first = exc
+                continue
+            good.append(item)
+        if len(good) < len(items):
+            self._count_failed(len(items) - len(good), first)
+        if not good:
+            return b"", 0
+        try:
+            return encode(good), len(good)
+        except Exception as exc:
+            self._count_failed(len(good), exc)
+            return b"", 0
 
     def _measure(self, seconds: float, count: int) -> None:
         self._item_seconds = 0.8 * self._item_seconds + 0.2 * (seconds / count)
@@ -249,11 +273,20 @@ class SignalDelivery:
     def _spool_items(self, items: list[Any]) -> None:
         started = time.perf_counter()
         try:
-            body = self.hub.sender(self.signal).encode(self.convert(items))
+            converted = self.convert(items)
         except Exception as exc:
-            self._count_failed(len(items), exc)
-            return
-        self._spool(body, len(items))
+            first: Exception = exc
+            converted = []
+            for item in items:
+                try:
+                    converted.extend(self.convert([item]))
+                except Exception as item_exc:
+                    first = item_exc
+            if len(converted) < len(items):
+                self._count_failed(len(items) - len(converted), first)
+        body, count = self._encode(converted)
+        if count:
+            self._spool(body, count)
         self._measure(time.perf_counter() - started, len(items))
 
     def overflow(self, item: Any) -> bool:
@@ -384,8 +417,14 @@ class SignalDelivery:
     def _count_failed(self, count: int, exc: Exception) -> None:
         with self._lock:
             self.failed += count
-        self.last_error = f"{type(exc).__name__}: {exc}"[:240]
-        internal_error(f"otlp encode ({self.signal})")
+        self.last_error = f"{type(exc).__name__} (an item could not be encoded; dropped)"
+        log_once(
+            "encode:" + self.signal,
+            "trodo_trace: %d %s could not be encoded (%s) and were dropped; the rest of the batch was kept",
+            count,
+            "spans" if self.signal == "traces" else "log records",
+            type(exc).__name__,
+        )
 
     def _log_drop(self, count: int, why: str) -> None:
         now = time.monotonic()

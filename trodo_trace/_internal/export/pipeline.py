@@ -7,6 +7,10 @@ for it with a deadline, never longer.
 Optional hooks let an exporter take what the queue cannot: ``overflow(item) -> bool`` when the queue
 is full (application thread: must be O(1)), ``on_idle()`` on the worker after each round (e.g. to
 send a disk spool), and ``abandon(items)`` at shutdown for what the worker did not finish in time.
+
+One bad item never costs its batch: when ``convert`` fails on a batch, the items are converted one
+by one and only those that fail are dropped (counted as ``failed``); an ``export`` may return an
+``int``, the number of items of the batch it could not take (the rest were exported).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Pipeline:
         self._abandoned = 0
         self.exported = 0
         self.failed = 0
+        #: Items dropped alone (conversion or a per-item export failure); included in ``failed``.
+        self.lost = 0
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -156,8 +162,14 @@ class Pipeline:
                 pass
             self._in_flight = len(batch)
             ok = False
+            lost = 0
             try:
-                result = self._export(self._convert(batch))
+                converted = self._convert_isolated(batch)
+                lost = len(batch) - len(converted)
+                result = self._export(converted) if converted else None
+                if type(result) is int:  # the number of items the export could not take
+                    lost += result
+                    result = True
                 ok = (
                     result is None or result is True or getattr(result, "name", None) == "SUCCESS"
                 )  # SpanExportResult
@@ -168,12 +180,30 @@ class Pipeline:
                 log_once("export-exc:" + self._name, "trodo_trace: export failed: %s", self.last_error)
             with self._done:
                 if ok:
-                    self.exported += len(batch)
+                    self.exported += len(batch) - lost
+                    self.failed += lost
                 else:
                     self.failed += len(batch)
+                self.lost += lost
                 self._processed += len(batch)
                 self._in_flight = 0
                 self._done.notify_all()
+
+    def _convert_isolated(self, batch: list[Any]) -> list[Any]:
+        """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
+        try:
+            return self._convert(batch)
+        except Exception:
+            if len(batch) == 1:
+                log_once("convert:" + self._name, "trodo_trace: an item could not be converted; dropped")
+                return []
+        out: list[Any] = []
+        for item in batch:
+            try:
+                out.extend(self._convert([item]))
+            except Exception:
+                log_once("convert:" + self._name, "trodo_trace: an item could not be converted; dropped")
+        return out
 
     # -- control -----------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -256,5 +286,6 @@ class Pipeline:
             "queue_depth": len(self._queue),
             "in_flight": self._in_flight,
             "abandoned": self._abandoned,
+            "lost": self.lost,
             "last_error": self.last_error,
         }

@@ -1,0 +1,94 @@
+"""Hardening: nothing lost, nothing leaked, nothing raised — poison values, exits, hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from otlp_receiver import OtlpReceiver, run_script
+
+from trodo_trace._internal.export.pipeline import Pipeline
+
+ENV = {"OTEL_BSP_SCHEDULE_DELAY": "5000"}
+
+
+@pytest.fixture
+def receiver():
+    with OtlpReceiver("http") as server:
+        yield server
+
+
+def _last_json(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+POISON = r"""
+import json, trodo_trace as trodo
+bad = json.loads('{"q":"\\ud800"}')["q"]
+
+class BadKey:
+    def __str__(self):
+        raise RuntimeError("no str")
+    __repr__ = __str__
+
+@trodo.tool
+def step(x):
+    return x
+
+@trodo.agent("poison")
+def bot():
+    for i in range(20):
+        step(i)
+        trodo.track("u1", "fine", {"i": i})
+    step({"text": "scraped " + bad})
+    trodo.current_span().set_attribute("note." + bad, bad)
+    trodo.current_span().set_attribute(BadKey(), 1)
+    trodo.track("u1", "poisoned", {"p": bad, bad: [bad], BadKey(): 1})
+
+bot()
+ok = trodo.flush(10)
+stats = trodo.stats()
+print(json.dumps({"ok": ok, "exported": stats["exported"], "failed": stats["failed"],
+                  "events_exported": stats["events_exported"], "events_failed": stats["events_failed"]}))
+"""
+
+
+def test_poison_value_is_replaced_at_capture_and_loses_nothing_over_otlp(tmp_path, receiver):
+    """A lone surrogate and a key whose str() raises: every span and event of the batch is delivered."""
+    result = run_script(POISON, tmp_path, env={"TRODO_ENDPOINT": receiver.url, **ENV})
+    out = _last_json(result)
+    assert out == {"ok": True, "exported": 22, "failed": 0, "events_exported": 21, "events_failed": 0}
+    spans = receiver.spans()
+    assert len(spans) == 22
+    assert any("\ufffd" in str(span.attributes.get("input.value")) for span in spans)
+    logs = receiver.logs()
+    assert len(logs) == 21
+    assert {"p": "\ufffd", "\ufffd": ["\ufffd"], "<unrepresentable BadKey>": 1} in [r["body"] for r in logs]
+    assert "Traceback" not in result.stderr
+
+
+def test_poison_value_loses_nothing_in_the_local_store(tmp_path):
+    """Without an endpoint, the same poison values are stored with all their batch's spans and events."""
+    result = run_script(POISON, tmp_path, env=ENV)
+    out = _last_json(result)
+    assert out == {"ok": True, "exported": 22, "failed": 0, "events_exported": 21, "events_failed": 0}
+
+
+def test_one_item_that_cannot_be_converted_is_dropped_alone():
+    """A conversion failure drops and counts that item only; the rest of its batch is exported."""
+    exported = []
+
+    def convert(batch):
+        if "poison" in batch:
+            raise ValueError("cannot convert")
+        return list(batch)
+
+    pipeline = Pipeline(exported.extend, convert=convert, batch_size=10, interval_s=0.01)
+    for item in ["a", "b", "poison", "c"]:
+        pipeline.submit(item)
+    pipeline.flush(5.0)
+    pipeline.shutdown(1.0)
+    assert exported == ["a", "b", "c"]
+    stats = pipeline.stats()
+    assert (stats["exported"], stats["failed"], stats["lost"]) == (3, 1, 1)
