@@ -92,3 +92,44 @@ def test_one_item_that_cannot_be_converted_is_dropped_alone():
     assert exported == ["a", "b", "c"]
     stats = pipeline.stats()
     assert (stats["exported"], stats["failed"], stats["lost"]) == (3, 1, 1)
+
+
+
+LOSS_BEFORE_FLUSH = """
+import json, sqlite3, time, trodo_trace as trodo
+from trodo_trace._internal.store import local
+
+failures = {"left": 2}
+original = local.LocalStore._write
+
+def failing_write(self, body):
+    if failures["left"]:
+        failures["left"] -= 1
+        raise sqlite3.OperationalError("disk I/O error")
+    return original(self, body)
+
+local.LocalStore._write = failing_write
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+
+@trodo.agent("lost")
+def bot():
+    trodo.track("u1", "lost_event")
+
+bot()
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and failures["left"]:
+    time.sleep(0.02)
+time.sleep(0.2)
+first = trodo.flush(5)
+bot()
+second = trodo.flush(5)
+stats = trodo.stats()
+print(json.dumps([first, second, stats["failed"], stats["events_failed"]]))
+"""
+
+
+def test_flush_is_false_after_a_loss_that_happened_before_it(tmp_path):
+    """Spans and events the worker failed to store before flush() make that flush False; the next is True."""
+    result = run_script(LOSS_BEFORE_FLUSH, tmp_path, env={"TRODO_RAISE_INTERNAL": "0"})
+    assert _last_json(result) == [False, True, 1, 1]
+

@@ -56,6 +56,10 @@ def init(
 def flush(timeout: float = 5.0) -> bool:
     """Deliver everything queued so far; ``True`` when it was all exported or stored in time.
 
+    ``False`` as well when any span or event submitted before this call was lost since the previous
+    ``flush()`` (or ``init()``) — refused by the collector, dropped, or failed to encode or store —
+    even if the loss happened on the export thread before this call.
+
     Example:
         >>> import trodo_trace as trodo
         >>> _ = trodo.wrap_agent("triage", lambda run: "done")

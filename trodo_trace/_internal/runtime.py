@@ -177,15 +177,20 @@ class Runtime:
         ok = self.pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
         if self.span_delivery is not None:
             ok = self.span_delivery.flush(max(0.0, deadline - time.monotonic())) and ok
-        dropped = self._dropped()
-        if dropped != self._dropped_at_flush:  # something was dropped since the last flush
-            self._dropped_at_flush = dropped
+        lost = self._lost()
+        if lost != self._dropped_at_flush:  # something was lost since the last flush (or init)
+            self._dropped_at_flush = lost
             ok = False
         return ok
 
-    def _dropped(self) -> int:
-        dropped = self.pipeline.stats()["dropped"]
-        return dropped + self.span_delivery.stats()["dropped"] if self.span_delivery is not None else dropped
+    def _lost(self) -> int:
+        """Spans and events that will never be delivered: failed, rejected or dropped, so far."""
+        stats = self.stats()
+        return sum(
+            value
+            for key in _LOSS_KEYS
+            if isinstance(value := stats.get(key), int) and not isinstance(value, bool)
+        )
 
     def shutdown(self, timeout: float) -> None:
         timeout = max(timeout, 0.0)
@@ -293,6 +298,8 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
     exporter = LocalStoreExporter(LocalStore(runtime.store_path))
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
 
+
+_LOSS_KEYS = ("failed", "rejected", "dropped", "events_failed", "events_rejected", "events_dropped")
 
 # -- the process-wide instance -------------------------------------------------------------
 _lock = threading.RLock()
