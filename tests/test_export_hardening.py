@@ -133,3 +133,17 @@ def test_flush_is_false_after_a_loss_that_happened_before_it(tmp_path):
     result = run_script(LOSS_BEFORE_FLUSH, tmp_path, env={"TRODO_RAISE_INTERNAL": "0"})
     assert _last_json(result) == [False, True, 1, 1]
 
+
+EVENTS_AT_EXIT = """
+import trodo_trace as trodo
+for i in range(100):
+    trodo.track("u1", "exit_event", {"i": i})
+"""
+
+
+def test_events_of_a_script_that_never_flushes_are_delivered_at_exit(tmp_path, receiver):
+    """100 events tracked by a script that exits without flush(): all 100 reach the collector."""
+    result = run_script(EVENTS_AT_EXIT, tmp_path, env={"TRODO_ENDPOINT": receiver.url, **ENV})
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(100))
+    assert result.stderr == ""

@@ -199,6 +199,11 @@ def _otlp(runtime: Any) -> Destination:
         return to_log_records(batch, resource, SCOPE)
 
     export = make_log_export(runtime, convert, batch_size=runtime.config.batch_size)
+    # Convert and encode one record now: both import parts of the OpenTelemetry SDK on first use,
+    # which fails on the export thread at interpreter exit (the events of a script that never
+    # flushes would be lost).
+    probe = Event("0" * 32, 0, "probe", "probe", "custom", {}, None, None, None, 0, None)
+    export.hub.sender("logs").encode(convert([probe]))
     return "otlp logs", export, convert, None
 
 
