@@ -94,7 +94,6 @@ def test_one_item_that_cannot_be_converted_is_dropped_alone():
     assert (stats["exported"], stats["failed"], stats["lost"]) == (3, 1, 1)
 
 
-
 LOSS_BEFORE_FLUSH = """
 import json, sqlite3, time, trodo_trace as trodo
 from trodo_trace._internal.store import local
@@ -147,3 +146,57 @@ def test_events_of_a_script_that_never_flushes_are_delivered_at_exit(tmp_path, r
     assert result.returncode == 0, result.stderr
     assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(100))
     assert result.stderr == ""
+
+
+def test_capture_content_off_leaks_no_exception_message_or_set_content(receiver):
+    """Content off: multi-paragraph, grouped, chained and noted exception messages and content attributes
+    or message events set by hand (span.set_attribute, get_tracer()) never reach the collector."""
+    import sys
+
+    import trodo_trace as trodo
+
+    trodo.init(endpoint=receiver.url, capture_content=False, schedule_delay_ms=20)
+    secret = "LEAK-"
+    with trodo.get_tracer().start_as_current_span("raw") as span:
+        span.set_attribute("gen_ai.prompt", secret + "prompt")
+        span.set_attribute("llm.input_messages.0.message.content", secret + "message")
+        span.add_event("gen_ai.user.message", {"content": secret + "event", "gen_ai.system": "openai"})
+
+    @trodo.tool
+    def paragraphs(text):
+        raise ValueError("first line\n\n" + text + "\nlast")
+
+    @trodo.tool
+    def chained(text):
+        try:
+            raise KeyError(text + "cause")
+        except KeyError as exc:
+            raise RuntimeError(text + "effect") from exc
+
+    @trodo.tool
+    def grouped(text):
+        inner = ValueError(text + "inner")
+        if sys.version_info >= (3, 11):
+            inner.add_note(text + "note")
+            raise ExceptionGroup(text + "group", [inner, KeyError(text + "key")])  # noqa: F821
+        raise inner
+
+    @trodo.agent("private")
+    def bot():
+        for fn in (paragraphs, chained, grouped):
+            try:
+                fn(secret)
+            except Exception:
+                pass
+
+    bot()
+    assert trodo.flush(5.0)
+    payload = b"".join(r.body for r in receiver.requests)
+    assert b"LEAK-" not in payload
+    events = [e for s in receiver.spans() for e in s.events]
+    assert {"gen_ai.system": "openai"} in [
+        e["attributes"] for e in events if e["name"] == "gen_ai.user.message"
+    ]
+    assert sorted(e["attributes"]["exception.type"] for e in events if e["name"] == "exception") == sorted(
+        ["ValueError", "RuntimeError", "ExceptionGroup" if sys.version_info >= (3, 11) else "ValueError"]
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from random import getrandbits
@@ -253,19 +252,15 @@ def error_fields(
     The message and trace go through the runtime's secret redaction; with ``capture_content=False``
     the message is left out and the trace keeps its frames only.
     """
-    from ..export.redact import strip_exception_messages
-
     runtime = runtime or spans.RUNTIME or runtime_mod.get()
     tb = exc.__traceback__ if tb is None else tb
-    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    stack = spans.format_stack(exc, tb, content=runtime.capture_content)
     limit = getattr(runtime, "max_value_length", 32768)
     if len(stack) > limit:
         stack = "…[truncated]\n" + stack[-limit:]
     fields: dict[str, Any] = {"error_type": spans._qualified_name(type(exc))}
     if runtime.capture_content:
         fields["error_message"] = spans._safe_message(exc)
-    else:
-        stack = strip_exception_messages(stack)
     fields["stack_trace"] = stack
     fields["runtime"] = "python"
     if severity is not None:

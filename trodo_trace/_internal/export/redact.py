@@ -13,9 +13,12 @@ Two parts:
   ``output.value`` and the message/prompt attributes integrations write), exception messages and
   stack traces, the status message and the run's error summary, and masks and redacts retrieval
   document contents (the user's ``mask`` has already been applied to inputs and outputs when they
-  were captured). With ``capture_content=False`` it removes every content attribute and keeps
-  exceptions as type and stack frames only: the message lines are cut, since an exception message
-  often quotes the input that caused it.
+  were captured). With ``capture_content=False`` it removes every content attribute of the wire contract
+  (whoever set it: a decorator, ``span.set_attribute``, a ``get_tracer()`` span, an integration),
+  the content attributes of span events (GenAI message events), and keeps exceptions as type and
+  stack frames only: exception messages (of chained exceptions and exception groups too) and notes
+  are left out when the traceback is formatted (:func:`~..core.spans.format_stack`), since an
+  exception message often quotes the input that caused it.
 """
 
 from __future__ import annotations
@@ -226,7 +229,11 @@ class Scrubber:
     def _event(self, event: tuple[str, int, dict[str, Any]]) -> tuple[str, int, dict[str, Any]]:
         name, timestamp, attributes = event
         if name != "exception":
-            return event
+            if self.capture_content or not attributes:
+                return event
+            # Content off: content attributes of span events go too (the GenAI semantic
+            # conventions' message events carry the messages), whoever added them.
+            return name, timestamp, {k: v for k, v in attributes.items() if not _is_event_content(k)}
         attributes = dict(attributes)
         message = attributes.get("exception.message")
         stack = attributes.get("exception.stacktrace")
@@ -243,6 +250,20 @@ class Scrubber:
         if isinstance(stack, str):
             attributes["exception.stacktrace"] = self.redact(stack) if self.redact is not None else stack
         return name, timestamp, attributes
+
+
+_EVENT_CONTENT_KEYS = frozenset(
+    ("content", "message", "body", "tool_calls", "arguments", "gen_ai.event.content", "exception.message")
+)
+
+
+def _is_event_content(key: str) -> bool:
+    return (
+        key in _EVENT_CONTENT_KEYS
+        or key in CONTENT_KEYS
+        or key.startswith(CONTENT_PREFIXES)
+        or _is_doc_content(key)
+    )
 
 
 def _is_doc_content(key: str) -> bool:
