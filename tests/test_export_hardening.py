@@ -200,3 +200,35 @@ def test_capture_content_off_leaks_no_exception_message_or_set_content(receiver)
     assert sorted(e["attributes"]["exception.type"] for e in events if e["name"] == "exception") == sorted(
         ["ValueError", "RuntimeError", "ExceptionGroup" if sys.version_info >= (3, 11) else "ValueError"]
     )
+
+
+def test_a_key_that_names_a_secret_has_its_whole_value_redacted(receiver):
+    """Passphrases with spaces, short passwords, api keys with commas: redacted whole in spans and events."""
+    import trodo_trace as trodo
+
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=20, batch_flush_interval_ms=20)
+
+    @trodo.tool
+    def login(passphrase, password, options):
+        trodo.current_span().set_attribute("db.password", "hunter")
+        return {"ok": True}
+
+    @trodo.agent("login-bot")
+    def bot():
+        login("correct horse battery staple", "pw1", {"api_key": "abc,defghijkl", "max_tokens": 5})
+        trodo.track("u1", "signed_in", {"password": "pw1", "nested": {"Authorization": "Basic dXNlcg=="}})
+
+    bot()
+    assert trodo.flush(5.0)
+    payload = b"".join(r.body for r in receiver.requests)
+    for secret in (b"horse", b"pw1", b"defghijkl", b"hunter", b"dXNlcg"):
+        assert secret not in payload, secret
+    (tool,) = [s for s in receiver.spans() if s.name == "login"]
+    assert json.loads(tool.attributes["input.value"]) == {
+        "passphrase": "[REDACTED]",
+        "password": "[REDACTED]",
+        "options": {"api_key": "[REDACTED]", "max_tokens": 5},
+    }
+    assert tool.attributes["db.password"] == "[REDACTED]"
+    (event,) = receiver.logs()
+    assert event["body"] == {"password": "[REDACTED]", "nested": {"Authorization": "[REDACTED]"}}
