@@ -232,3 +232,51 @@ def test_a_key_that_names_a_secret_has_its_whole_value_redacted(receiver):
     assert tool.attributes["db.password"] == "[REDACTED]"
     (event,) = receiver.logs()
     assert event["body"] == {"password": "[REDACTED]", "nested": {"Authorization": "[REDACTED]"}}
+
+
+HEADER_SECRET = "tok-9f8e7d6c5b4a"
+
+
+def test_a_header_value_with_a_newline_is_refused_at_init_without_showing_it():
+    """init(headers=...) with a control character raises ValueError naming the header, never the value."""
+    import trodo_trace as trodo
+
+    with pytest.raises(ValueError, match="x-api-key") as info:
+        trodo.init(endpoint="http://127.0.0.1:9", headers={"x-api-key": HEADER_SECRET + "\n"})
+    assert HEADER_SECRET not in str(info.value)
+
+
+def test_a_malformed_headers_variable_is_ignored_without_printing_its_secret(tmp_path):
+    """OTEL_EXPORTER_OTLP_HEADERS with a malformed or newline entry: one warning, no secret in any output."""
+    code = """
+import json, trodo_trace as trodo
+trodo.init()
+print(json.dumps(trodo.stats()))
+"""
+    for headers in (f"authorization Bearer {HEADER_SECRET}", f"x-api-key={HEADER_SECRET}%0Aextra"):
+        result = run_script(
+            code,
+            tmp_path,
+            env={"OTEL_EXPORTER_OTLP_HEADERS": headers, "TRODO_ENDPOINT": "http://127.0.0.1:9"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert "OTEL_EXPORTER_OTLP_HEADERS" in result.stderr
+        assert HEADER_SECRET not in result.stderr + result.stdout
+
+
+def test_header_values_are_scrubbed_from_send_errors():
+    """An error message quoting a header value (as requests' InvalidHeader does) keeps no trace of it in stats."""
+    from trodo_trace._internal.export.otlp_transport import Attempt, Sender, TransportOptions
+
+    class Failing(Sender):
+        def _send(self, body, timeout):
+            raise ValueError(f"Invalid header value {HEADER_SECRET + chr(10)!r}")
+
+    sender = Failing(
+        "traces",
+        TransportOptions("http/protobuf", "http://127.0.0.1:9", {"x-api-key": HEADER_SECRET}, "none"),
+    )
+    attempt = sender.send(b"", 1.0)
+    assert isinstance(attempt, Attempt) and not attempt.ok
+    assert HEADER_SECRET not in attempt.summary
+    assert "[REDACTED]" in attempt.summary

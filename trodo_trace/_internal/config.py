@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,20 +79,42 @@ def _parse_compression(value: Any, name: str) -> str:
     raise ValueError(f"{name} must be 'gzip' or 'none', got {value!r}")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_header(key: str, value: str, name: str) -> tuple[str, str]:
+    """A valid (name, value) pair; the error names the header, never its value (often a secret)."""
+    if not _HEADER_NAME.fullmatch(key):
+        raise ValueError(f"{name}: {key[:64]!r} is not a valid header name")
+    if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F or ord(ch) > 0xFF for ch in value):
+        raise ValueError(
+            f"{name}: the value of header {key!r} contains a control or non-Latin-1 character "
+            "(a newline read from a file?); the value is not shown"
+        )
+    return key, value
+
+
 def _parse_headers(value: Any, name: str) -> dict[str, str]:
     if isinstance(value, Mapping):
-        return {str(k).strip().lower(): str(v) for k, v in value.items()}
+        headers = {}
+        for k, v in value.items():
+            key, val = _check_header(str(k).strip().lower(), v if isinstance(v, str) else str(v), name)
+            headers[key] = val
+        return headers
     if isinstance(value, str):
         from urllib.parse import unquote
 
-        headers: dict[str, str] = {}
-        for part in value.split(","):
+        headers = {}
+        for index, part in enumerate(value.split(","), 1):
             if not part.strip():
                 continue
             if "=" not in part:
-                raise ValueError(f"{name}: header entry without '=': {part.split(':')[0]!r}")
+                raise ValueError(
+                    f"{name}: entry {index} has no '=' (the entry is not shown: it may hold a secret)"
+                )
             key, _, val = part.partition("=")
-            headers[unquote(key).strip().lower()] = unquote(val).strip()
+            key, val = _check_header(unquote(key).strip().lower(), unquote(val).strip(), name)
+            headers[key] = val
         return headers
     raise TypeError(f"{name} must be a mapping or 'k=v,k2=v2' text, got {type(value).__name__}")
 

@@ -111,6 +111,9 @@ class Sender:
         self._response = _response_class(signal)
         self._rejected_field = SIGNALS[signal]["rejected_field"]
         self._lock = threading.Lock()
+        # Header values (and their repr, as exception messages quote them), longest first.
+        values = {v for v in options.headers.values() if len(v.strip()) >= 3}
+        self._secrets = sorted(values | {repr(v)[1:-1] for v in values}, key=len, reverse=True)
 
     def encode(self, items: Sequence[Any]) -> bytes:
         """The OTLP request for ``items`` (``ReadableSpan`` or log records), serialised."""
@@ -119,9 +122,18 @@ class Sender:
     def send(self, body: bytes, timeout: float) -> Attempt:
         with self._lock:
             try:
-                return self._send(body, max(timeout, 0.001))
+                attempt = self._send(body, max(timeout, 0.001))
             except Exception as exc:  # a transport bug must not kill the worker: retry later
-                return Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
+                attempt = Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
+        if attempt.detail and self._secrets:
+            attempt.detail = self.scrub(attempt.detail)
+        return attempt
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any header value (an error message may quote one: it is often a secret)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
 
     def _send(self, body: bytes, timeout: float) -> Attempt:  # pragma: no cover - abstract
         raise NotImplementedError
