@@ -280,3 +280,59 @@ def test_header_values_are_scrubbed_from_send_errors():
     assert isinstance(attempt, Attempt) and not attempt.ok
     assert HEADER_SECRET not in attempt.summary
     assert "[REDACTED]" in attempt.summary
+
+
+REFUSED = """
+import json, time, trodo_trace as trodo
+
+@trodo.agent("refused-bot")
+def bot():
+    return 1
+
+started = time.monotonic()
+bot()
+time.sleep(0.3)  # the first export is under way
+ok = trodo.flush(15)
+stats = trodo.stats()
+print(json.dumps({"flush_s": time.monotonic() - started, "ok": ok, "spooled": stats["spooled"]}))
+"""
+
+
+@pytest.mark.serial
+def test_a_refused_connection_sends_the_first_batch_to_the_spool_within_seconds(tmp_path):
+    """Collector down from the start: the first batch is spooled after a short budget; the script exits quickly."""
+    import socket
+    import time
+
+    from otlp_receiver import free_port
+
+    port = free_port()
+    with socket.socket() as probe:  # nothing listens on port: connections are refused
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    started = time.monotonic()
+    result = run_script(
+        REFUSED, tmp_path, env={"TRODO_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "20"}
+    )
+    elapsed = time.monotonic() - started
+    out = _last_json(result)
+    assert out["spooled"] == 1 and out["ok"] is False
+    assert out["flush_s"] < 6.0, out
+    assert elapsed < 10.0
+
+
+@pytest.mark.serial
+def test_retry_after_from_the_collector_is_capped_at_a_minute(receiver):
+    """Retry-After: 99999 holds sending for at most 60 s; the batch waits in the spool, not in memory."""
+    import time
+
+    import trodo_trace as trodo
+    from trodo_trace._internal import runtime
+
+    receiver.set_behaviour(status=503, retry_after="99999")
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=20)
+    with trodo.agent("held"):
+        pass
+    assert trodo.flush(3.0) is False
+    assert trodo.stats()["spooled"] == 1
+    hold = runtime.get().otlp_hub.circuit("traces").hold_until - time.monotonic()
+    assert 0 < hold <= 60.0

@@ -39,6 +39,8 @@ from .otlp_transport import Attempt
 logger = logging.getLogger("trodo_trace")
 
 _DROP_LOG_INTERVAL_S = 60.0
+#: How long a batch is retried when no connection can be made at all before it goes to the spool.
+UNREACHABLE_BUDGET_S = 2.0
 
 
 class _Inflight:
@@ -210,7 +212,8 @@ class SignalDelivery:
         return self._spool(body, count)
 
     def _send_with_retries(self, body: bytes) -> Attempt:
-        deadline = time.monotonic() + self.export_timeout_s
+        started = time.monotonic()
+        deadline = started + self.export_timeout_s
         sender = self.hub.sender(self.signal)
         attempt_timeout = self.hub.attempt_timeout_s
         stop_event = self._stop
@@ -235,7 +238,11 @@ class SignalDelivery:
             upcoming = getattr(state, "upcoming_sleep", None)
             if upcoming is None:  # tenacity before 8.3 decides to stop before computing the wait
                 upcoming = wait(state)
-            return stop_event.is_set() or time.monotonic() + upcoming >= deadline
+            now = time.monotonic()
+            result = state.outcome.result() if state.outcome is not None else None
+            if result is not None and result.unreachable and now + upcoming - started >= UNREACHABLE_BUDGET_S:
+                return True  # nobody listens: spool now rather than hold the worker (and the exit)
+            return stop_event.is_set() or now + upcoming >= deadline
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             with self._lock:

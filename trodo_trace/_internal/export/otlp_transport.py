@@ -29,6 +29,10 @@ from ..version import VERSION
 from .redact import redact_secrets
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+#: Longest wait a collector's ``Retry-After`` (or gRPC RetryInfo) can impose; past it the batch is
+#: spooled and sending resumes (a ``Retry-After: 99999`` must not stop exporting for a day).
+MAX_RETRY_AFTER_S = 60.0
+_UNREACHABLE_HINTS = ("connect", "refused", "unreachable", "name resolution", "dns")
 _EXCERPT = 200
 
 #: Per signal: OTLP/HTTP path, gRPC method, protobuf response class (module, name) and its
@@ -59,6 +63,15 @@ class Attempt:
     retry_after: float | None = None
     rejected: int = 0
     detail: str = ""
+
+    @property
+    def unreachable(self) -> bool:
+        """No connection could be made (refused, no route, unknown host): nobody is listening."""
+        if self.status == "ConnectionError":
+            return True
+        return self.status == "UNAVAILABLE" and any(
+            hint in self.detail.lower() for hint in _UNREACHABLE_HINTS
+        )
 
     @property
     def summary(self) -> str:
@@ -127,6 +140,8 @@ class Sender:
                 attempt = Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
         if attempt.detail and self._secrets:
             attempt.detail = self.scrub(attempt.detail)
+        if attempt.retry_after is not None and attempt.retry_after > MAX_RETRY_AFTER_S:
+            attempt.retry_after = MAX_RETRY_AFTER_S
         return attempt
 
     def scrub(self, text: str) -> str:
