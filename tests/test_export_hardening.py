@@ -336,3 +336,48 @@ def test_retry_after_from_the_collector_is_capped_at_a_minute(receiver):
     assert trodo.stats()["spooled"] == 1
     hold = runtime.get().otlp_hub.circuit("traces").hold_until - time.monotonic()
     assert 0 < hold <= 60.0
+
+
+HOSTILE_STORE = r"""
+import trodo_trace as trodo
+esc = "\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://evil\x1b\\\x9b31m"
+
+@trodo.tool(esc + "tool")
+def step():
+    raise ValueError("line one " + esc + "\nline two")
+
+@trodo.agent(esc + "agent", distinct_id=esc + "user", conversation_id=esc + "conv")
+def bot():
+    trodo.track(esc + "user", "hostile_event", {"p": esc}, category=esc + "cat")
+    try:
+        step()
+    except ValueError:
+        pass
+
+bot()
+trodo.flush(5)
+print(trodo.last_run().run_id)
+"""
+
+
+def test_cli_output_carries_no_terminal_control_characters(tmp_path):
+    """runs/show/events print stored names, ids and errors without escape sequences (newlines kept)."""
+    import subprocess
+    import sys
+
+    result = run_script(HOSTILE_STORE, tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().splitlines()[-1]
+    outputs = []
+    for args in (["runs"], ["show", run_id], ["events"], ["show", "\x1b[2Jnope"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "trodo_trace.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        outputs.append(done.stdout + done.stderr)
+    text = "".join(outputs)
+    assert "pwned" in text and "line two" in text
+    assert not any((ord(ch) < 0x20 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F for ch in text)
