@@ -381,3 +381,28 @@ def test_cli_output_carries_no_terminal_control_characters(tmp_path):
     text = "".join(outputs)
     assert "pwned" in text and "line two" in text
     assert not any((ord(ch) < 0x20 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
+def test_trodo_directory_is_private_when_the_spool_creates_it(tmp_path):
+    """The spool creating .trodo (collector down, no local store yet) makes it 0700, as the store does."""
+    import stat
+
+    from otlp_receiver import free_port
+
+    code = """
+import trodo_trace as trodo
+with trodo.agent("down"):
+    pass
+trodo.flush(5)
+print(trodo.stats()["spooled"])
+"""
+    env = {
+        "TRODO_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_BSP_SCHEDULE_DELAY": "20",
+        "TRODO_STORE": str(tmp_path / ".trodo" / "trodo.db"),
+    }
+    result = run_script(code, tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "1"
+    for directory in (tmp_path / ".trodo", tmp_path / ".trodo" / "spool"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory

@@ -34,6 +34,23 @@ DESTINATION_FILE = "destination"
 _STALE_TMP_S = 3600.0
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and each missing parent with mode 0700 (``mkdir(parents=True)`` gives
+    parents the default mode: the spool must not make ``.trodo`` readable by other users)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # whatever the umask
+
+
 @dataclass(frozen=True)
 class SpoolFile:
     """One spooled batch."""
@@ -117,7 +134,7 @@ class Spool:
     def _ensure_dirs(self) -> None:
         tmp = self.directory / TMP_DIR
         if not tmp.is_dir():
-            tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(tmp)
             marker = self.directory / DESTINATION_FILE
             if self.destination and not marker.exists():
                 marker.write_text(self.destination + "\n", encoding="utf-8")
