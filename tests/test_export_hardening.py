@@ -406,3 +406,57 @@ print(trodo.stats()["spooled"])
     assert result.stdout.split()[-1] == "1"
     for directory in (tmp_path / ".trodo", tmp_path / ".trodo" / "spool"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
+def test_spans_after_shutdown_are_reported_as_after_shutdown_not_as_a_full_queue(tmp_path):
+    """A span after shutdown() is dropped with a message saying tracing was shut down (init() again)."""
+    code = """
+import trodo_trace as trodo
+with trodo.agent("before"):
+    pass
+trodo.shutdown()
+with trodo.agent("after"):
+    pass
+print(trodo.stats()["dropped"])
+"""
+    result = run_script(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "shut down" in result.stderr and "init()" in result.stderr
+    assert "queue full" not in result.stderr
+
+
+def test_a_malformed_endpoint_variable_warns_with_its_host_only(tmp_path):
+    """OTEL_EXPORTER_OTLP_ENDPOINT with a typo: one warning naming the host and the local-store fallback, no password."""
+    code = """
+import trodo_trace as trodo
+with trodo.agent("typo"):
+    pass
+print(trodo.stats()["exporter"])
+"""
+    result = run_script(
+        code, tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "htp://user:s3cr3t-pw@collector:4318/x"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collector:4318" in result.stderr and "local store" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout
+
+
+@pytest.mark.serial
+def test_stats_after_a_shutdown_that_timed_out_count_the_in_flight_batch_once(receiver):
+    """A shutdown cut short by a silent collector: the batch being sent is counted as spooled, not also in flight;
+    recovered_rejected is reported."""
+    import time
+
+    import trodo_trace as trodo
+
+    receiver.set_behaviour(blackhole=True)
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=20)
+    with trodo.agent("stuck"):
+        pass
+    deadline = time.monotonic() + 5.0
+    while trodo.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    trodo.shutdown(1.0)
+    stats = trodo.stats()
+    assert (stats["in_flight"], stats["queue_depth"], stats["spooled"]) == (0, 0, 1)
+    assert stats["recovered_rejected"] == 0

@@ -59,8 +59,19 @@ def _parse_endpoint(value: Any, name: str) -> str | None:
         raise TypeError(f"{name} must be a URL string, got {type(value).__name__}")
     parsed = urlparse(value.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{name} must be an http(s) URL such as http://127.0.0.1:4318, got {value!r}")
+        raise ValueError(
+            f"{name} must be an http(s) URL such as http://127.0.0.1:4318, got one for host "
+            f"{_host_hint(value)!r} (the rest is not shown: it may hold credentials)"
+        )
     return value.strip().rstrip("/")
+
+
+def _host_hint(value: str) -> str:
+    """The host part of a (possibly malformed) URL: no scheme, user info, path or query."""
+    text = value.strip().rsplit("@", 1)[-1]
+    if "//" in text:
+        text = text.split("//", 1)[1]
+    return text.split("/", 1)[0].split("?", 1)[0][:100]
 
 
 def _parse_protocol(value: Any, name: str) -> str:
@@ -325,7 +336,10 @@ def _from_env(option: Option, environ: Mapping[str, str]) -> tuple[bool, Any]:
         except (TypeError, ValueError) as exc:
             if var not in _warned_env:
                 _warned_env.add(var)
-                warnings.warn(f"trodo_trace: ignoring {var}: {exc}", RuntimeWarning, stacklevel=4)
+                fallback = ""
+                if option.parse is _parse_endpoint:
+                    fallback = "; without another endpoint, spans and events go to the local store"
+                warnings.warn(f"trodo_trace: ignoring {var}: {exc}{fallback}", RuntimeWarning, stacklevel=4)
     return False, None
 
 

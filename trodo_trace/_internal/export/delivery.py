@@ -460,5 +460,6 @@ class SignalDelivery:
                 "last_error": self.last_error,
             }
         result["recovered"] = self.hub.recovered
+        result["recovered_rejected"] = self.hub.recovered_rejected
         result["spool_bytes"] = spool.size_bytes if spool is not None else 0
         return result

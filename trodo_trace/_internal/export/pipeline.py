@@ -93,11 +93,18 @@ class Pipeline:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
                 self._dropped.increment()
-                log_once(
-                    "queue-full:" + self._name,
-                    "trodo_trace: export queue full (%d); items are being dropped",
-                    self._max_queue,
-                )
+                if self._stopped:
+                    log_once(
+                        "stopped:" + self._name,
+                        "trodo_trace: tracing was shut down (shutdown() or interpreter exit); "
+                        "spans and events after it are dropped: call init() to trace again",
+                    )
+                else:
+                    log_once(
+                        "queue-full:" + self._name,
+                        "trodo_trace: export queue full (%d); items are being dropped",
+                        self._max_queue,
+                    )
             return
         queue.append(item)
         self._submitted.increment()
@@ -269,6 +276,7 @@ class Pipeline:
                 pass
             self._abandoned += len(leftovers)
             self._handed_over = True
+            self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
             try:
                 self._abandon(leftovers)
             except Exception:
