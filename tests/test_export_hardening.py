@@ -460,3 +460,48 @@ def test_stats_after_a_shutdown_that_timed_out_count_the_in_flight_batch_once(re
     stats = trodo.stats()
     assert (stats["in_flight"], stats["queue_depth"], stats["spooled"]) == (0, 0, 1)
     assert stats["recovered_rejected"] == 0
+
+
+def test_recursion_to_the_limit_through_traced_calls_ends_every_span(tmp_path):
+    """Recursing through a decorated function until RecursionError: the user's error comes back, every span ends."""
+    code = """
+import json, sys, trodo_trace as trodo
+
+sys.setrecursionlimit(300)  # each traced call takes two frames: about 150 spans deep
+
+@trodo.tool
+def down(n):
+    return down(n + 1)
+
+@trodo.agent("deep")
+def bot():
+    try:
+        down(0)
+    except RecursionError:
+        return "caught"
+
+result = bot()
+ok = trodo.flush(10)
+stats = trodo.stats()
+print(json.dumps([result, ok, stats["started"] == stats["ended"] == stats["exported"], stats["started"] > 100]))
+"""
+    for raise_internal in ("0", "1"):
+        result = run_script(code, tmp_path, env={"TRODO_RAISE_INTERNAL": raise_internal})
+        assert _last_json(result) == ["caught", True, True, True], raise_internal
+
+
+def test_track_with_a_key_whose_str_raises_never_raises_into_the_app(tmp_path):
+    """track({BadKey(): 1}): the event is recorded under the key's safe repr; nothing raises."""
+    code = """
+import trodo_trace as trodo
+
+class BadKey:
+    def __str__(self):
+        raise RuntimeError("no str")
+
+trodo.track("u1", "bad_key", {BadKey(): 1})
+print(trodo.flush(5), trodo.stats()["events_exported"])
+"""
+    result = run_script(code, tmp_path, env={"TRODO_RAISE_INTERNAL": "0"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "1"]
