@@ -505,3 +505,66 @@ print(trodo.flush(5), trodo.stats()["events_exported"])
     result = run_script(code, tmp_path, env={"TRODO_RAISE_INTERNAL": "0"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "1"]
+
+
+def test_requests_are_capped_in_bytes_and_only_an_item_too_large_alone_is_dropped(receiver):
+    """max_request_bytes: batches are split to fit; a span or event larger than the cap alone is dropped and
+    counted, its batch delivered."""
+    import trodo_trace as trodo
+
+    cap = 64 * 1024
+    trodo.init(
+        endpoint=receiver.url,
+        schedule_delay_ms=5000,
+        batch_flush_interval_ms=5000,
+        max_request_bytes=cap,
+        max_value_length=200_000,
+    )
+
+    @trodo.tool
+    def step(text):
+        return len(text)
+
+    @trodo.agent("big-batch")
+    def bot():
+        for i in range(100):
+            step(f"{i:04d}" + "x" * 2000)
+        step("huge" + "y" * 100_000)
+        for i in range(20):
+            trodo.track("u1", "small_event", {"i": i})
+        trodo.track("u1", "huge_event", {"blob": "z" * 100_000})
+
+    bot()
+    assert trodo.flush(10.0) is False  # two items were too large
+    assert all(len(request.body) <= cap for request in receiver.requests)
+    assert len([r for r in receiver.requests if r.path.endswith("traces")]) > 2
+    names = [span.name for span in receiver.spans()]
+    assert (names.count("step"), names.count("big-batch")) == (100, 1)
+    assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(20))
+    stats = trodo.stats()
+    assert (stats["dropped"], stats["events_dropped"], stats["rejected"]) == (1, 1, 0)
+
+
+def test_a_413_splits_the_batch_instead_of_rejecting_it(receiver):
+    """A collector answering 413 gets the batch again in halves: every span is delivered, none rejected."""
+    from otlp_receiver import Behaviour
+
+    import trodo_trace as trodo
+
+    receiver.script(Behaviour(status=413), Behaviour(status=413))
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=5000)
+
+    @trodo.tool
+    def step(i):
+        return i
+
+    @trodo.agent("split")
+    def bot():
+        for i in range(40):
+            step(i)
+
+    bot()
+    assert trodo.flush(10.0) is True
+    assert [r.status for r in receiver.requests][:2] == [413, 413]
+    assert len(receiver.spans()) == 41
+    assert trodo.stats()["rejected"] == 0

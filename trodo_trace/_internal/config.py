@@ -278,6 +278,13 @@ OPTIONS: tuple[Option, ...] = (
         "Deadline for one export request (the whole export has export_timeout_ms).",
     ),
     Option(
+        "max_request_bytes",
+        ("TRODO_EXPORT_MAX_REQUEST_BYTES",),
+        4 * 1024 * 1024,
+        _parse_int(1024),
+        "Largest OTLP request body, before compression (a batch is split to fit; a 413 splits it too).",
+    ),
+    Option(
         "compression",
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
         "gzip",

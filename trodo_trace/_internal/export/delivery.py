@@ -73,6 +73,7 @@ class SignalDelivery:
         batch_size: int,
         max_buffer: int,
         export_timeout_s: float,
+        max_request_bytes: int = 4 * 1024 * 1024,
     ):
         self.hub = hub
         self.signal = signal
@@ -80,6 +81,7 @@ class SignalDelivery:
         self.batch_size = batch_size
         self.max_buffer = max_buffer
         self.export_timeout_s = export_timeout_s
+        self.max_request_bytes = max_request_bytes
         self._pipelines: list[Any] = []
         hub.deliveries[signal] = self
         self._init_state()
@@ -137,11 +139,49 @@ class SignalDelivery:
         if not count:
             return True
         started = time.perf_counter()
+        chunks = self._encode_capped(list(items))
+        encoded = sum(count for _, _, count in chunks)
+        if encoded:
+            self._measure(1.3 * (time.perf_counter() - started), encoded)  # converting costs ~30% more
+        ok = encoded == count
+        pending = list(reversed(chunks))
+        while pending:
+            chunk_items, body, chunk_count = pending.pop()
+            delivered = self._deliver(body, chunk_count, splittable=chunk_count > 1)
+            if delivered is None:  # 413: the collector wants smaller requests; send halves
+                half = len(chunk_items) // 2
+                first, second = (
+                    self._encode_capped(chunk_items[:half]),
+                    self._encode_capped(chunk_items[half:]),
+                )
+                pending.extend(reversed(second))
+                pending.extend(reversed(first))  # sent first
+                continue
+            ok = delivered and ok
+        return ok
+
+    def _encode_capped(self, items: list[Any]) -> list[tuple[list[Any], bytes, int]]:
+        """``items`` encoded as requests of at most ``max_request_bytes`` each (a batch is halved
+        until it fits); an item too large alone is dropped and counted, never its batch."""
         body, count = self._encode(items)
         if not count:
-            return False
-        self._measure(1.3 * (time.perf_counter() - started), count)  # converting costs about 30% more
-        return self._deliver(body, count)
+            return []
+        if len(body) <= self.max_request_bytes:
+            return [(items, body, count)]
+        if len(items) > 1:
+            half = len(items) // 2
+            return self._encode_capped(items[:half]) + self._encode_capped(items[half:])
+        with self._lock:
+            self.dropped += 1
+        self.last_error = f"an item of {len(body)} bytes exceeds max_request_bytes ({self.max_request_bytes})"
+        log_once(
+            "too-large:" + self.signal,
+            "trodo_trace: a %s of %d bytes exceeds max_request_bytes (%d) and was dropped (alone)",
+            "span" if self.signal == "traces" else "log record",
+            len(body),
+            self.max_request_bytes,
+        )
+        return []
 
     def _encode(self, items: Sequence[Any]) -> tuple[bytes, int]:
         """The request for ``items`` and how many it holds: an item that cannot be encoded is
@@ -176,7 +216,9 @@ class SignalDelivery:
         """About how long writing ``count`` queued items to the spool takes (encoding included)."""
         return count * self._item_seconds
 
-    def _deliver(self, body: bytes, count: int) -> bool:
+    def _deliver(self, body: bytes, count: int, splittable: bool = False) -> bool | None:
+        """Send (or spool) one request; ``None`` when the collector answered 413 and the batch can
+        be split (``splittable``): the caller sends it in halves."""
         hub = self.hub
         circuit = hub.circuit(self.signal)
         if self.stopping or hub.backlog() or circuit.is_open():
@@ -203,6 +245,8 @@ class SignalDelivery:
                 self.log_rejection(attempt, rejected)
             return not rejected
         if not attempt.retryable:
+            if attempt.status == "413" and splittable:
+                return None
             with self._lock:
                 self.rejected += count
             self.log_rejection(attempt, count)
@@ -291,8 +335,7 @@ class SignalDelivery:
                     first = item_exc
             if len(converted) < len(items):
                 self._count_failed(len(items) - len(converted), first)
-        body, count = self._encode(converted)
-        if count:
+        for _, body, count in self._encode_capped(converted):
             self._spool(body, count)
         self._measure(time.perf_counter() - started, len(items))
 
