@@ -568,3 +568,65 @@ def test_a_413_splits_the_batch_instead_of_rejecting_it(receiver):
     assert [r.status for r in receiver.requests][:2] == [413, 413]
     assert len(receiver.spans()) == 41
     assert trodo.stats()["rejected"] == 0
+
+
+def test_the_spool_never_follows_links_and_counts_from_content(tmp_path, receiver):
+    """A symlink in the spool is never read or sent; a file's item count comes from its content, not its name."""
+    store = tmp_path / ".trodo" / "trodo.db"
+    env = {"TRODO_ENDPOINT": receiver.url, "TRODO_STORE": str(store), "OTEL_BSP_EXPORT_TIMEOUT": "300"}
+    receiver.set_behaviour(status=503)
+    first = run_script(
+        "import trodo_trace as trodo\nwith trodo.agent('spooled'):\n    pass\ntrodo.flush(2)\n",
+        tmp_path,
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr
+    (spooled,) = (tmp_path / ".trodo" / "spool").glob("*/*.otlp")
+    stem, signal, _count, suffix = spooled.name.split(".")
+    spooled.rename(spooled.with_name(f"{stem}.{signal}.1000000000.{suffix}"))
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET-FILE")
+    link = spooled.with_name(f"{int(stem.split('-')[0]) - 1:020d}-3ffffex00000000-00000001.traces.7.otlp")
+    link.symlink_to(secret)
+    receiver.set_behaviour(status=200)
+    code = """
+import json, trodo_trace as trodo
+trodo.init()
+trodo.flush(5)
+print(json.dumps(trodo.stats()["recovered"]))
+"""
+    second = run_script(code, tmp_path, env=env)
+    assert _last_json(second) == 1
+    assert b"TOP-SECRET" not in b"".join(r.body for r in receiver.requests)
+    assert [span.name for span in receiver.spans()] == ["spooled"]
+    assert secret.read_bytes() == b"TOP-SECRET-FILE"
+
+
+def test_a_failed_spool_write_leaves_no_partial_file_and_says_why(tmp_path, monkeypatch):
+    """ENOSPC while spooling: the partial file is removed and the reason is 'the disk ... is full';
+    files of an unknown signal expire."""
+    import errno
+    import os
+    import time
+
+    from trodo_trace._internal.export import spool as spool_mod
+
+    spool = spool_mod.Spool(tmp_path / "spool", 1 << 20, "1x1")
+    assert spool.put("traces", b"ok", 1)
+    real_write = os.write
+
+    def full(fd, data):
+        real_write(fd, bytes(data[:1]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_mod.os, "write", full)
+    assert spool.put("traces", b"x" * 1000, 1) is False
+    monkeypatch.setattr(spool_mod.os, "write", real_write)
+    assert "full" in spool.last_failure
+    assert list((tmp_path / "spool" / spool_mod.TMP_DIR).iterdir()) == []
+    unknown = tmp_path / "spool" / "00000000000000000001-1x1-00000009.metrics.5.otlp"
+    unknown.write_bytes(b"?")
+    old = time.time() - 2 * 3600
+    os.utime(unknown, (old, old))
+    assert [f.signal for f in spool.files()] == ["traces"]
+    assert not unknown.exists()

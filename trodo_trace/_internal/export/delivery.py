@@ -318,7 +318,11 @@ class SignalDelivery:
             return True
         with self._lock:
             self.dropped += count
-        self._log_drop(count, "the spool is full" if spool is not None else "the spool is disabled")
+        if spool is None:
+            why = "the spool is disabled"
+        else:
+            why = spool.last_failure or f"the spool is full (spool_max_bytes={spool.max_bytes})"
+        self._log_drop(count, why)
         return False
 
     def _spool_items(self, items: list[Any]) -> None:

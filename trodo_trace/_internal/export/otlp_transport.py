@@ -98,6 +98,25 @@ def _response_class(signal: str) -> Any:
     return getattr(__import__(module, fromlist=[name]), name)
 
 
+_REQUESTS = {
+    "traces": "opentelemetry.proto.collector.trace.v1.trace_service_pb2:ExportTraceServiceRequest",
+    "logs": "opentelemetry.proto.collector.logs.v1.logs_service_pb2:ExportLogsServiceRequest",
+}
+
+
+def count_items(signal: str, body: bytes) -> int | None:
+    """How many spans or log records an encoded request holds (from its content, never from a file
+    name); ``None`` when ``body`` is not such a request."""
+    module, _, name = _REQUESTS[signal].partition(":")
+    try:
+        request = getattr(__import__(module, fromlist=[name]), name).FromString(body)
+    except Exception:
+        return None
+    if signal == "traces":
+        return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+    return sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
+
+
 def _encoder(signal: str) -> Any:
     if signal == "traces":
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
