@@ -630,3 +630,47 @@ def test_a_failed_spool_write_leaves_no_partial_file_and_says_why(tmp_path, monk
     os.utime(unknown, (old, old))
     assert [f.signal for f in spool.files()] == ["traces"]
     assert not unknown.exists()
+
+
+def test_the_span_queue_is_bounded_in_bytes_and_spills_to_the_spool(receiver):
+    """max_queue_bytes: spans with big inputs past the byte bound go to the spool, not memory; all are delivered."""
+    import trodo_trace as trodo
+    from trodo_trace._internal import runtime
+
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=60_000, max_queue_bytes=1024 * 1024)
+
+    @trodo.tool
+    def step(text):
+        return 1
+
+    @trodo.agent("heavy")
+    def bot():
+        for i in range(150):
+            step(f"{i:04d}" + "x" * 32_000)
+
+    bot()
+    pipeline = runtime.get().pipeline.stats()
+    assert pipeline["queue_bytes"] <= 1024 * 1024
+    assert pipeline["queue_depth"] < 40 and pipeline["overflowed"] > 100
+    assert trodo.flush(15.0) is True
+    assert len(receiver.spans()) == 151
+    assert trodo.stats()["dropped"] == 0
+
+
+def test_event_properties_are_capped_like_captured_values():
+    """track(): strings past max_value_length are cut with a marker, lists keep 1,000 items; the call stays cheap."""
+    import time
+
+    import trodo_trace as trodo
+    from trodo_trace._internal import runtime
+    from trodo_trace._internal.store.local import LocalStore
+
+    trodo.init(max_value_length=1000)
+    started = time.perf_counter()
+    trodo.track("u1", "big_props", {"text": "a" * 50_000, "items": list(range(1_000_000))})
+    elapsed = time.perf_counter() - started
+    assert trodo.flush(5.0)
+    (event,) = LocalStore(runtime.get().store_path).list_events()
+    assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000 chars total]"
+    assert len(event["properties"]["items"]) == 1001
+    assert elapsed < 0.2

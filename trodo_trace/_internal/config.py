@@ -250,6 +250,14 @@ OPTIONS: tuple[Option, ...] = (
         "In-memory span queue; past it spans go to the disk spool.",
     ),
     Option(
+        "max_queue_bytes",
+        ("TRODO_MAX_QUEUE_BYTES",),
+        64 * 1024 * 1024,
+        _parse_int(0),
+        "Memory bound of the span queue in bytes (estimated from captured content); past it spans "
+        "go to the disk spool. 0: count-bound only.",
+    ),
+    Option(
         "export_timeout_ms",
         ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
         30000,

@@ -90,9 +90,13 @@ class Runtime:
             interval_s=config.schedule_delay_ms / 1000.0,
             max_queue=config.max_queue_size,
             name="trodo-span-export",
+            size=span_bytes,
+            max_bytes=config.max_queue_bytes,
             **hooks,
         )
         if self.span_delivery is not None:
+            self.span_delivery.item_size = span_bytes
+            self.span_delivery.max_buffer_bytes = config.max_queue_bytes
             self.span_delivery.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
         self._dropped_at_flush = 0
@@ -269,6 +273,23 @@ class Runtime:
             hook = getattr(extension, "after_fork_in_child", None)
             if hook is not None:
                 hook()
+
+
+_SPAN_OVERHEAD = 1024
+
+
+def span_bytes(span: Any) -> int:
+    """About how much memory a queued span holds: its captured input and output text plus a fixed
+    overhead (two dictionary lookups: cheap enough for the application thread)."""
+    attributes = getattr(span, "attributes", None)
+    if not isinstance(attributes, dict):
+        return _SPAN_OVERHEAD
+    size = _SPAN_OVERHEAD
+    for key in (attrs.INPUT_VALUE, attrs.OUTPUT_VALUE):
+        value = attributes.get(key)
+        if type(value) is str:
+            size += len(value)
+    return size
 
 
 def in_ipython() -> bool:

@@ -338,7 +338,12 @@ PLAIN_DEPTH = 32
 
 
 def to_plain(
-    value: Any, *, leaves: bool = True, max_depth: int = PLAIN_DEPTH, converted: list[bool] | None = None
+    value: Any,
+    *,
+    leaves: bool = True,
+    max_depth: int = PLAIN_DEPTH,
+    converted: list[bool] | None = None,
+    limit: int | None = None,
 ) -> Any:
     """``value`` as JSON data: tuples and lists as lists, mappings as dicts with str keys.
 
@@ -349,8 +354,11 @@ def to_plain(
     lists. Without ``leaves`` (the store's JSON columns, holding values that are JSON data or
     attribute values already) only containers are rebuilt, at any depth; other values are kept as
     they are, for :func:`dumps`.
+
+    With ``limit`` (event properties: ``max_value_length``) strings longer than ``limit`` are cut
+    (with the truncation marker) and containers keep their first 1,000 items, as captured values do.
     """
-    return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth)
+    return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth, limit)
 
 
 def key_text(key: Any) -> str:
@@ -379,10 +387,18 @@ def _convert_leaf(value: Any) -> Any:
 
 
 def _plain(
-    value: Any, path: list[int], converted: list[bool], depth: int, leaves: bool, max_depth: int
+    value: Any,
+    path: list[int],
+    converted: list[bool],
+    depth: int,
+    leaves: bool,
+    max_depth: int,
+    limit: int | None = None,
 ) -> Any:
     kind = type(value)
     if kind is str:
+        if limit is not None and len(value) > limit:
+            value = _clip(value, limit)
         return encodable(value) if leaves else value
     if kind is bool or value is None:
         return value
@@ -402,20 +418,31 @@ def _plain(
         try:
             if isinstance(value, Mapping):
                 result = {}
-                for key, item in value.items():
+                items = value.items()
+                if limit is not None and len(value) > _MAX_ITEMS:
+                    items = itertools.islice(items, _MAX_ITEMS)
+                    result[_ELLIPSIS] = _more_items(len(value) - _MAX_ITEMS)
+                for key, item in items:
                     if type(key) is not str:
                         converted[0] = True
                         key = key_text(key)
                     elif leaves:
                         key = encodable(key)
-                    result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth)
+                    result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth, limit)
                 return result
-            return [_plain(item, path, converted, depth + 1, leaves, max_depth) for item in value]
+            if limit is not None and len(value) > _MAX_ITEMS:
+                kept = [
+                    _plain(item, path, converted, depth + 1, leaves, max_depth, limit)
+                    for item in itertools.islice(value, _MAX_ITEMS)
+                ]
+                kept.append(_more_items(len(value) - _MAX_ITEMS))
+                return kept
+            return [_plain(item, path, converted, depth + 1, leaves, max_depth, limit) for item in value]
         finally:
             path.pop()
     elif isinstance(value, enum.Enum) and isinstance(value, (str, int, float)):
         # json encodes these as their value
-        return _plain(value.value, path, converted, depth + 1, leaves, max_depth)
+        return _plain(value.value, path, converted, depth + 1, leaves, max_depth, limit)
     elif isinstance(value, str):
         return encodable(str.__str__(value))
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -426,7 +453,7 @@ def _plain(
     converted[0] = True
     if depth >= max_depth:
         return str(value)
-    return _plain(_convert_leaf(value), path, [False], depth + 1, leaves, max_depth)
+    return _plain(_convert_leaf(value), path, [False], depth + 1, leaves, max_depth, limit)
 
 
 def _dumps_default(value: Any) -> Any:

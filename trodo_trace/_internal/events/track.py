@@ -81,9 +81,14 @@ def _check_severity(severity: Any) -> str:
 
 # -- property normalisation ------------------------------------------------------------------
 def _clean_properties(
-    warned: set[Any], event_name: str, properties: Mapping[Any, Any] | None, stacklevel: int
+    warned: set[Any],
+    event_name: str,
+    properties: Mapping[Any, Any] | None,
+    stacklevel: int,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Strip reserved names and convert non-JSON values; warn once per kind of problem."""
+    """Strip reserved names and convert non-JSON values (strings cut at ``limit``, containers at
+    1,000 items); warn once per kind of problem."""
     if not properties:
         return {}
     result: dict[str, Any] = {}
@@ -99,7 +104,7 @@ def _clean_properties(
             stripped.append(key)
             continue
         converted = [False]
-        result[key] = to_plain(value, converted=converted)
+        result[key] = to_plain(value, converted=converted, limit=limit)
         if converted[0]:
             changed.append(key)
     if stripped:
@@ -183,7 +188,9 @@ def _send(
     sink = sink_for(runtime)
     _check_snake_case(sink.warned, event_name, stacklevel + 1)
     try:
-        props = _clean_properties(sink.warned, event_name, properties, stacklevel + 1)
+        props = _clean_properties(
+            sink.warned, event_name, properties, stacklevel + 1, getattr(runtime, "max_value_length", None)
+        )
         # An error belongs to the span it escaped from, if any; otherwise to the current one.
         origin = _origin(exc) if exc is not None else None
         if origin is not None:

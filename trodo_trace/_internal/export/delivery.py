@@ -82,6 +82,9 @@ class SignalDelivery:
         self.max_buffer = max_buffer
         self.export_timeout_s = export_timeout_s
         self.max_request_bytes = max_request_bytes
+        #: Set by the runtime: an O(1) estimate of an item's bytes and the overflow buffer's bound.
+        self.item_size: Callable[[Any], int] | None = None
+        self.max_buffer_bytes = 0
         self._pipelines: list[Any] = []
         hub.deliveries[signal] = self
         self._init_state()
@@ -104,6 +107,7 @@ class SignalDelivery:
         self._stop = threading.Event()
         self.stopping = False
         self._overflow: deque[Any] = deque()
+        self._overflow_bytes = 0
         self._overflow_in = Counter()
         self._overflow_done = 0
         self._overflow_wake = threading.Event()
@@ -353,8 +357,13 @@ class SignalDelivery:
         buffer = self._overflow
         if self.stopping or self.hub.spool is None:
             return False
-        if len(buffer) >= self.max_buffer:
+        size = self.item_size
+        nbytes = size(item) if size is not None else 0
+        if len(buffer) >= self.max_buffer or (
+            size is not None and self._overflow_bytes + nbytes > self.max_buffer_bytes > 0
+        ):
             self._spool_overflow(once=True)
+        self._overflow_bytes += nbytes
         buffer.append(item)
         self._overflow_in.increment()
         if self._overflow_thread is None:
@@ -389,6 +398,8 @@ class SignalDelivery:
                     batch.append(buffer.popleft())
             except IndexError:
                 pass
+            if self.item_size is not None:
+                self._overflow_bytes = max(0, self._overflow_bytes - sum(map(self.item_size, batch)))
             try:
                 self._spool_items(batch)
             finally:

@@ -44,6 +44,8 @@ class Pipeline:
         on_idle: Callable[[], None] | None = None,
         abandon: Callable[[list[Any]], None] | None = None,
         name: str = "trodo-export",
+        size: Callable[[Any], int] | None = None,
+        max_bytes: int = 0,
     ):
         self._export = export
         self._convert = convert
@@ -55,10 +57,17 @@ class Pipeline:
         self._on_idle = on_idle
         self._abandon = abandon
         self._name = name
+        #: Memory bound in bytes (with ``size``, an O(1) estimate of an item's bytes): past it, items
+        #: take the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread
+        #: side is not locked.
+        self._size = size if max_bytes > 0 else None
+        self._max_bytes = max_bytes
         self._reset()
 
     def _reset(self) -> None:
         self._queue: deque[Any] = deque()
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._wake = threading.Event()
         self._done = threading.Condition(threading.Lock())
         self._submitted = Counter()
@@ -89,7 +98,12 @@ class Pipeline:
     # -- application thread ------------------------------------------------------------------
     def submit(self, item: Any) -> None:
         queue = self._queue
-        if len(queue) >= self._max_queue or self._stopped:
+        size = self._size
+        over_bytes = False
+        if size is not None:
+            nbytes = size(item)
+            over_bytes = self._bytes_in - self._bytes_out + nbytes > self._max_bytes
+        if len(queue) >= self._max_queue or self._stopped or over_bytes:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
                 self._dropped.increment()
@@ -106,6 +120,8 @@ class Pipeline:
                         self._max_queue,
                     )
             return
+        if size is not None:
+            self._bytes_in += nbytes
         queue.append(item)
         self._submitted.increment()
         if self._thread is None and not self._inline:
@@ -167,6 +183,8 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
+            if self._size is not None:
+                self._bytes_out += sum(map(self._size, batch))
             self._in_flight = len(batch)
             ok = False
             lost = 0
@@ -274,6 +292,8 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
+            if self._size is not None:
+                self._bytes_out += sum(map(self._size, leftovers))
             self._abandoned += len(leftovers)
             self._handed_over = True
             self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
@@ -292,6 +312,7 @@ class Pipeline:
             "overflowed": self._overflowed.value,
             "dropped": self._dropped.value,
             "queue_depth": len(self._queue),
+            "queue_bytes": max(0, self._bytes_in - self._bytes_out),
             "in_flight": self._in_flight,
             "abandoned": self._abandoned,
             "lost": self.lost,
