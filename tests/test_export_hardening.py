@@ -674,3 +674,63 @@ def test_event_properties_are_capped_like_captured_values():
     assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000 chars total]"
     assert len(event["properties"]["items"]) == 1001
     assert elapsed < 0.2
+
+
+SERVICE = """
+import signal, sys, time
+{before}
+import trodo_trace as trodo
+
+@trodo.tool
+def step(i):
+    return i
+
+for _ in range(20):
+    with trodo.agent("svc"):
+        for i in range(100):
+            step(i)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize(
+    ("before", "returncode"),
+    [("", -15), ("signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(3))", 3)],
+    ids=["default-action", "chained-handler"],
+)
+def test_sigterm_flushes_queued_spans_and_keeps_the_previous_behaviour(
+    tmp_path, receiver, before, returncode
+):
+    """SIGTERM with 2,020 spans queued: all are delivered, then the default action or the app's handler runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE.format(before=before))
+    env = {**os.environ, "TRODO_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == returncode, process.stderr.read()
+        assert time.monotonic() - started < 11.0  # within the exit deadline
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert receiver.span_count() == 2020
