@@ -194,7 +194,10 @@ def test_redactor_recognises_each_secret_shape_and_leaves_prose_alone():
     for name in ("openai", "anthropic", "google", "groq", "bearer"):
         assert redact_secrets(f"see {SECRETS[name]} here") == "see [REDACTED] here"
     assert redact_secrets(f"CO_API_KEY={SECRETS['cohere']}") == "CO_API_KEY=[REDACTED]"
-    assert redact_secrets(f"Authorization: bearer {SECRETS['cohere']}") == "Authorization: bearer [REDACTED]"
+    # An authorization value is a secret whole (scheme included).
+    assert (
+        redact_secrets(f"Authorization: bearer {SECRETS['cohere']}") == "Authorization: [REDACTED] [REDACTED]"
+    )
     assert redact_secrets("redis://:pw-secret-1@cache:6379/0") == "redis://:[REDACTED]@cache:6379/0"
     prose = (
         '{"max_tokens": 100, "keyboard": "monkey business", "tokens": 5, "url": "https://example.com/a:b"}'

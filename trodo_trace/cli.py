@@ -15,6 +15,8 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
+from trodo_trace._internal.display.render import CONTROL_CHARS, terminal_safe
+
 if TYPE_CHECKING:
     from trodo_trace._internal.store.local import LocalStore
 
@@ -72,8 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _echo(text: str, file: Any = None) -> None:
+    """Print human-readable output with control characters stripped."""
+    print(terminal_safe(text), file=file)
+
+
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    # JSON escapes C0 controls itself; C1 controls (a CSI is one byte there) are escaped here.
+    print(CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _open_store(path: pathlib.Path) -> LocalStore:
@@ -102,9 +111,9 @@ def _cmd_runs(store: LocalStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(runs)
     elif runs:
-        print(format_runs_table(runs))
+        _echo(format_runs_table(runs))
     else:
-        print("No runs found.")
+        _echo("No runs found.")
     return 0
 
 
@@ -124,7 +133,7 @@ def _cmd_show(store: LocalStore, args: argparse.Namespace) -> int:
         _print_json({"run": run, "spans": spans, "sub_runs": subs})
         return 0
     parent = store.get_run(run["parent_run_id"]) if run.get("parent_run_id") else None
-    print(format_run_tree(run, spans, subs, parent))
+    _echo(format_run_tree(run, spans, subs, parent))
     return 0
 
 
@@ -135,9 +144,9 @@ def _cmd_conversation(store: LocalStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(runs)
     elif runs:
-        print(format_runs_table(runs))
+        _echo(format_runs_table(runs))
     else:
-        print(f"No runs in conversation {args.conversation_id}.")
+        _echo(f"No runs in conversation {args.conversation_id}.")
     return 0
 
 
@@ -172,9 +181,9 @@ def _cmd_events(store: LocalStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(events)
     elif events:
-        print(_format_events(events))
+        _echo(_format_events(events))
     else:
-        print("No events found.")
+        _echo("No events found.")
     return 0
 
 
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except CommandError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        _echo(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # Output piped into a command that stopped reading (e.g. ``| head``).

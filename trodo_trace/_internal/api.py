@@ -65,10 +65,12 @@ def init(
     schedule_delay_ms: int | None = None,
     max_export_batch_size: int | None = None,
     max_queue_size: int | None = None,
+    max_queue_bytes: int | None = None,
     export_timeout_ms: int | None = None,
     spool_max_bytes: int | None = None,
     spool_dir: str | None = None,
     attempt_timeout_ms: int | None = None,
+    max_request_bytes: int | None = None,
     compression: Literal["gzip", "none"] | None = None,
     certificate_file: str | None = None,
     client_certificate_file: str | None = None,
@@ -96,6 +98,10 @@ def init(
 
 def flush(timeout: float = 5.0) -> bool:
     """Deliver everything queued so far; ``True`` when it was all exported or stored in time.
+
+    ``False`` as well when any span or event submitted before this call was lost since the previous
+    ``flush()`` (or ``init()``) — refused by the collector, dropped, or failed to encode or store —
+    even if the loss happened on the export thread before this call.
 
     Example:
         >>> import trodo_trace as trodo

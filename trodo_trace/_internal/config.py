@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,8 +62,19 @@ def _parse_endpoint(value: Any, name: str) -> str | None:
         raise TypeError(f"{name} must be a URL string, got {type(value).__name__}")
     parsed = urlparse(value.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{name} must be an http(s) URL such as http://127.0.0.1:4318, got {value!r}")
+        raise ValueError(
+            f"{name} must be an http(s) URL such as http://127.0.0.1:4318, got one for host "
+            f"{_host_hint(value)!r} (the rest is not shown: it may hold credentials)"
+        )
     return value.strip().rstrip("/")
+
+
+def _host_hint(value: str) -> str:
+    """The host part of a (possibly malformed) URL: no scheme, user info, path or query."""
+    text = value.strip().rsplit("@", 1)[-1]
+    if "//" in text:
+        text = text.split("//", 1)[1]
+    return text.split("/", 1)[0].split("?", 1)[0][:100]
 
 
 def _parse_protocol(value: Any, name: str) -> str:
@@ -81,20 +93,42 @@ def _parse_compression(value: Any, name: str) -> str:
     raise ValueError(f"{name} must be 'gzip' or 'none', got {value!r}")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_header(key: str, value: str, name: str) -> tuple[str, str]:
+    """A valid (name, value) pair; the error names the header, never its value (often a secret)."""
+    if not _HEADER_NAME.fullmatch(key):
+        raise ValueError(f"{name}: {key[:64]!r} is not a valid header name")
+    if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F or ord(ch) > 0xFF for ch in value):
+        raise ValueError(
+            f"{name}: the value of header {key!r} contains a control or non-Latin-1 character "
+            "(a newline read from a file?); the value is not shown"
+        )
+    return key, value
+
+
 def _parse_headers(value: Any, name: str) -> dict[str, str]:
     if isinstance(value, Mapping):
-        return {str(k).strip().lower(): str(v) for k, v in value.items()}
+        headers = {}
+        for k, v in value.items():
+            key, val = _check_header(str(k).strip().lower(), v if isinstance(v, str) else str(v), name)
+            headers[key] = val
+        return headers
     if isinstance(value, str):
         from urllib.parse import unquote
 
-        headers: dict[str, str] = {}
-        for part in value.split(","):
+        headers = {}
+        for index, part in enumerate(value.split(","), 1):
             if not part.strip():
                 continue
             if "=" not in part:
-                raise ValueError(f"{name}: header entry without '=': {part.split(':')[0]!r}")
+                raise ValueError(
+                    f"{name}: entry {index} has no '=' (the entry is not shown: it may hold a secret)"
+                )
             key, _, val = part.partition("=")
-            headers[unquote(key).strip().lower()] = unquote(val).strip()
+            key, val = _check_header(unquote(key).strip().lower(), unquote(val).strip(), name)
+            headers[key] = val
         return headers
     raise TypeError(f"{name} must be a mapping or 'k=v,k2=v2' text, got {type(value).__name__}")
 
@@ -252,6 +286,14 @@ OPTIONS: tuple[Option, ...] = (
         "In-memory span queue; past it spans go to the disk spool.",
     ),
     Option(
+        "max_queue_bytes",
+        ("TRODO_MAX_QUEUE_BYTES",),
+        64 * 1024 * 1024,
+        _parse_int(0),
+        "Memory bound of the span queue in bytes (estimated from captured content); past it spans "
+        "go to the disk spool. 0: count-bound only.",
+    ),
+    Option(
         "export_timeout_ms",
         ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
         30000,
@@ -278,6 +320,13 @@ OPTIONS: tuple[Option, ...] = (
         10000,
         _parse_int(1),
         "Deadline for one export request (the whole export has export_timeout_ms).",
+    ),
+    Option(
+        "max_request_bytes",
+        ("TRODO_EXPORT_MAX_REQUEST_BYTES",),
+        4 * 1024 * 1024,
+        _parse_int(1024),
+        "Largest OTLP request body, before compression (a batch is split to fit; a 413 splits it too).",
     ),
     Option(
         "compression",
@@ -342,10 +391,12 @@ class Config:
     schedule_delay_ms: int
     max_export_batch_size: int
     max_queue_size: int
+    max_queue_bytes: int
     export_timeout_ms: int
     spool_max_bytes: int
     spool_dir: str | None
     attempt_timeout_ms: int
+    max_request_bytes: int
     compression: str
     certificate_file: str | None
     client_certificate_file: str | None
@@ -365,7 +416,10 @@ def _from_env(option: Option, environ: Mapping[str, str]) -> tuple[bool, Any]:
         except (TypeError, ValueError) as exc:
             if var not in _warned_env:
                 _warned_env.add(var)
-                warnings.warn(f"trodo_trace: ignoring {var}: {exc}", RuntimeWarning, stacklevel=4)
+                fallback = ""
+                if option.parse is _parse_endpoint:
+                    fallback = "; without another endpoint, spans and events go to the local store"
+                warnings.warn(f"trodo_trace: ignoring {var}: {exc}{fallback}", RuntimeWarning, stacklevel=4)
     return False, None
 
 

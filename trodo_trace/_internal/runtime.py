@@ -95,9 +95,13 @@ class Runtime:
             interval_s=config.schedule_delay_ms / 1000.0,
             max_queue=config.max_queue_size,
             name="trodo-span-export",
+            size=span_bytes,
+            max_bytes=config.max_queue_bytes,
             **hooks,
         )
         if self.span_delivery is not None:
+            self.span_delivery.item_size = span_bytes
+            self.span_delivery.max_buffer_bytes = config.max_queue_bytes
             self.span_delivery.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
         self._dropped_at_flush = 0
@@ -183,15 +187,20 @@ class Runtime:
         ok = self.pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
         if self.span_delivery is not None:
             ok = self.span_delivery.flush(max(0.0, deadline - time.monotonic())) and ok
-        dropped = self._dropped()
-        if dropped != self._dropped_at_flush:  # something was dropped since the last flush
-            self._dropped_at_flush = dropped
+        lost = self._lost()
+        if lost != self._dropped_at_flush:  # something was lost since the last flush (or init)
+            self._dropped_at_flush = lost
             ok = False
         return ok
 
-    def _dropped(self) -> int:
-        dropped: int = self.pipeline.stats()["dropped"]
-        return dropped + self.span_delivery.stats()["dropped"] if self.span_delivery is not None else dropped
+    def _lost(self) -> int:
+        """Spans and events that will never be delivered: failed, rejected or dropped, so far."""
+        stats = self.stats()
+        return sum(
+            value
+            for key in _LOSS_KEYS
+            if isinstance(value := stats.get(key), int) and not isinstance(value, bool)
+        )
 
     def shutdown(self, timeout: float) -> None:
         timeout = max(timeout, 0.0)
@@ -243,6 +252,7 @@ class Runtime:
                 {key: value for key, value in delivery.items() if key not in ("dropped", "overflow_depth")}
             )
             result["dropped"] += delivery["dropped"]
+            result["failed"] += pipeline["lost"]  # items the pipeline could not convert
             result["queue_depth"] += delivery["overflow_depth"]
             if delivery["last_error"] is None:
                 result["last_error"] = pipeline["last_error"]
@@ -269,6 +279,23 @@ class Runtime:
             hook = getattr(extension, "after_fork_in_child", None)
             if hook is not None:
                 hook()
+
+
+_SPAN_OVERHEAD = 1024
+
+
+def span_bytes(span: Any) -> int:
+    """About how much memory a queued span holds: its captured input and output text plus a fixed
+    overhead (two dictionary lookups: cheap enough for the application thread)."""
+    attributes = getattr(span, "attributes", None)
+    if not isinstance(attributes, dict):
+        return _SPAN_OVERHEAD
+    size = _SPAN_OVERHEAD
+    for key in (attrs.INPUT_VALUE, attrs.OUTPUT_VALUE):
+        value = attributes.get(key)
+        if type(value) is str:
+            size += len(value)
+    return size
 
 
 def in_ipython() -> bool:
@@ -298,6 +325,8 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
     exporter = LocalStoreExporter(LocalStore(runtime.store_path))
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
 
+
+_LOSS_KEYS = ("failed", "rejected", "dropped", "events_failed", "events_rejected", "events_dropped")
 
 # -- the process-wide instance -------------------------------------------------------------
 _lock = threading.RLock()

@@ -354,12 +354,16 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                _detach(token)
-                record_error(span, exc)
-                span.end()
+                try:
+                    _fail(token, span, exc)
+                except RecursionError:  # no stack left even to call _fail: a wrapper further up ends it
+                    _UNENDED.append((span, exc))
                 raise
-            _detach(token)
-            _finish(spec, span, result)
+            try:
+                _detach(token)
+                _finish(spec, span, result)
+            except RecursionError:
+                _UNENDED.append((span, None))
             return result
 
         wrapper = async_wrapper
@@ -407,12 +411,16 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                _detach(token)
-                record_error(span, exc)
-                span.end()
+                try:
+                    _fail(token, span, exc)
+                except RecursionError:  # no stack left even to call _fail: a wrapper further up ends it
+                    _UNENDED.append((span, exc))
                 raise
-            _detach(token)
-            _finish(spec, span, result)
+            try:
+                _detach(token)
+                _finish(spec, span, result)
+            except RecursionError:
+                _UNENDED.append((span, None))
             return result
 
         wrapper = sync_wrapper
@@ -424,12 +432,51 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
     return cast("Callable[P, R]", wrapper)
 
 
+#: Spans whose wrapper had no stack left to end them (deep recursion hit ``RecursionError``):
+#: the next wrapper up, which has room, records the error and ends them.
+_UNENDED: list[tuple[spans.TrodoSpan, BaseException | None]] = []
+
+
+def _fail(token: Any, span: spans.TrodoSpan, exc: BaseException) -> None:
+    """The user's call raised ``exc``: restore the context, record the error, end the span."""
+    try:
+        _detach(token)
+        if _UNENDED:
+            _end_unended()
+        record_error(span, exc)
+        span.end()
+    except RecursionError:
+        _UNENDED.append((span, exc))
+
+
+def _end_unended() -> None:
+    while _UNENDED:
+        try:
+            span, exc = _UNENDED.pop()
+        except IndexError:
+            return
+        try:
+            if exc is not None and span.end_ns is None:
+                record_error(span, exc)
+            span.end()
+        except RecursionError:
+            _UNENDED.append((span, None))
+            return
+
+
 def _finish(spec: SpanSpec, span: spans.TrodoSpan, result: Any) -> None:
     try:
+        if _UNENDED:
+            _end_unended()
         spec._finish_ok(span, result)
+    except RecursionError:
+        pass  # the span still ends, without its output
     except Exception:
         internal_error("span finish")
-    span.end()
+    try:
+        span.end()
+    except RecursionError:
+        _UNENDED.append((span, None))
 
 
 class _GeneratorState:

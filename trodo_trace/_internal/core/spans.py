@@ -375,9 +375,7 @@ class TrodoSpan(trace_api.Span):
         event_attributes = {
             "exception.type": _qualified_name(exc_type),
             "exception.message": _safe_message(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(exc_type, exception, exception.__traceback__)
-            ),
+            "exception.stacktrace": format_stack(exception, exception.__traceback__),
             "exception.escaped": str(escaped),
         }
         if attributes:
@@ -503,6 +501,42 @@ def _qualified_name(exc_type: type) -> str:
     if module in ("builtins", "__main__"):
         return exc_type.__qualname__
     return f"{module}.{exc_type.__qualname__}"
+
+
+def format_stack(exception: BaseException, tb: Any, content: bool | None = None) -> str:
+    """The traceback text of ``exception``. Without content (``capture_content=False``, the
+    runtime's setting by default) every exception of the chain and of exception groups is shown as
+    its type only: no message, no notes, no source text of a ``SyntaxError``."""
+    if content is None:
+        content = RUNTIME is None or RUNTIME.capture_content
+    if content:
+        return "".join(traceback.format_exception(type(exception), exception, tb))
+    try:
+        top = traceback.TracebackException(type(exception), exception, tb, compact=True)
+        pending, seen = [top], set()
+        while pending:
+            node = pending.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if not hasattr(node, "_str"):
+                raise LookupError("unknown TracebackException layout")
+            fields = vars(node)  # private layout, checked above; a change falls back below
+            fields["_str"] = ""
+            if fields.get("__notes__"):
+                fields["__notes__"] = None
+            for field in ("text", "msg"):  # a SyntaxError's source line and message
+                if getattr(node, field, None):
+                    setattr(node, field, None)
+            pending.extend(n for n in (node.__cause__, node.__context__) if n is not None)
+            pending.extend(getattr(node, "exceptions", None) or ())
+        return "".join(top.format())
+    except Exception:  # an interpreter whose TracebackException differs: frames and type only
+        return (
+            "Traceback (most recent call last):\n"
+            + "".join(traceback.format_tb(tb))
+            + (_qualified_name(type(exception)) + "\n")
+        )
 
 
 def _safe_message(exception: BaseException) -> str:

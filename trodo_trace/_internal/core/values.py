@@ -29,11 +29,12 @@ import itertools
 import json
 import math
 import pathlib
+import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence, Set, ValuesView
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set, ValuesView
 from typing import Any
 
-__all__ = ["attribute_value", "dumps", "safe_str", "to_json", "to_plain"]
+__all__ = ["attribute_value", "dumps", "encodable", "safe_str", "to_json", "to_plain"]
 
 DEFAULT_LIMIT = 32768
 """Default maximum length, in characters, of the text returned by :func:`to_json`."""
@@ -55,6 +56,28 @@ def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode (lone surrogates, as ``json.loads`` makes
+    from scraped text) replaced by U+FFFD, so one value can never make a batch unencodable.
+
+    O(1) for ASCII text (the usual case); otherwise one encoding attempt.
+
+    Example:
+        >>> encodable(chr(0xD800) + " scraped") == "\\ufffd scraped"
+        True
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _more_items(count: int) -> str:
@@ -289,22 +312,22 @@ def to_json(value: object, limit: int = DEFAULT_LIMIT) -> str:
     tp = type(obj)
     if tp is str:
         if len(obj) > limit:
-            return _slow_json(obj, limit)
+            return encodable(_slow_json(obj, limit))
     elif (tp is list or tp is dict or tp is tuple) and len(obj) > _MAX_ITEMS:
-        return _slow_json(obj, limit)
+        return encodable(_slow_json(obj, limit))
     try:
         text = _encode(value, limit)
     except Exception:
-        return _slow_json(value, limit)
+        return encodable(_slow_json(value, limit))
     if len(text) > limit:
-        return f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]"
-    return text
+        return encodable(f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]")
+    return encodable(text)
 
 
 def safe_str(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """Return ``value`` itself if it is a str (clipped to ``limit``), else :func:`to_json` of it."""
     if isinstance(value, str):
-        return _clip(value, max(limit, 0))
+        return encodable(_clip(value, max(limit, 0)))
     return to_json(value, limit)
 
 
@@ -315,7 +338,12 @@ PLAIN_DEPTH = 32
 
 
 def to_plain(
-    value: Any, *, leaves: bool = True, max_depth: int = PLAIN_DEPTH, converted: list[bool] | None = None
+    value: Any,
+    *,
+    leaves: bool = True,
+    max_depth: int = PLAIN_DEPTH,
+    converted: list[bool] | None = None,
+    limit: int | None = None,
 ) -> Any:
     """``value`` as JSON data: tuples and lists as lists, mappings as dicts with str keys.
 
@@ -326,8 +354,19 @@ def to_plain(
     lists. Without ``leaves`` (the store's JSON columns, holding values that are JSON data or
     attribute values already) only containers are rebuilt, at any depth; other values are kept as
     they are, for :func:`dumps`.
+
+    With ``limit`` (event properties: ``max_value_length``) strings longer than ``limit`` are cut
+    (with the truncation marker) and containers keep their first 1,000 items, as captured values do.
     """
-    return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth)
+    return _plain(value, [], [False] if converted is None else converted, 0, leaves, max_depth, limit)
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as text; a key whose ``str()`` raises becomes its safe repr."""
+    try:
+        return encodable(str(key))
+    except Exception:
+        return encodable(_safe_repr(key))
 
 
 def _convert_leaf(value: Any) -> Any:
@@ -348,10 +387,20 @@ def _convert_leaf(value: Any) -> Any:
 
 
 def _plain(
-    value: Any, path: list[int], converted: list[bool], depth: int, leaves: bool, max_depth: int
+    value: Any,
+    path: list[int],
+    converted: list[bool],
+    depth: int,
+    leaves: bool,
+    max_depth: int,
+    limit: int | None = None,
 ) -> Any:
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        if limit is not None and len(value) > limit:
+            value = _clip(value, limit)
+        return encodable(value) if leaves else value
+    if kind is bool or value is None:
         return value
     if not leaves and not isinstance(value, (list, tuple, Mapping)):
         return value
@@ -369,20 +418,33 @@ def _plain(
         try:
             if isinstance(value, Mapping):
                 result = {}
-                for key, item in value.items():
+                items: Iterable[tuple[Any, Any]] = value.items()
+                if limit is not None and len(value) > _MAX_ITEMS:
+                    items = itertools.islice(items, _MAX_ITEMS)
+                    result[_ELLIPSIS] = _more_items(len(value) - _MAX_ITEMS)
+                for key, item in items:
                     if type(key) is not str:
                         converted[0] = True
-                        key = str(key)
-                    result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth)
+                        key = key_text(key)
+                    elif leaves:
+                        key = encodable(key)
+                    result[key] = _plain(item, path, converted, depth + 1, leaves, max_depth, limit)
                 return result
-            return [_plain(item, path, converted, depth + 1, leaves, max_depth) for item in value]
+            if limit is not None and len(value) > _MAX_ITEMS:
+                kept = [
+                    _plain(item, path, converted, depth + 1, leaves, max_depth, limit)
+                    for item in itertools.islice(value, _MAX_ITEMS)
+                ]
+                kept.append(_more_items(len(value) - _MAX_ITEMS))
+                return kept
+            return [_plain(item, path, converted, depth + 1, leaves, max_depth, limit) for item in value]
         finally:
             path.pop()
     elif isinstance(value, enum.Enum) and isinstance(value, (str, int, float)):
         # json encodes these as their value
-        return _plain(value.value, path, converted, depth + 1, leaves, max_depth)
+        return _plain(value.value, path, converted, depth + 1, leaves, max_depth, limit)
     elif isinstance(value, str):
-        return str.__str__(value)
+        return encodable(str.__str__(value))
     elif isinstance(value, int) and not isinstance(value, bool):
         if _INT64[0] <= value <= _INT64[1]:
             return int(value)
@@ -391,7 +453,7 @@ def _plain(
     converted[0] = True
     if depth >= max_depth:
         return str(value)
-    return _plain(_convert_leaf(value), path, [False], depth + 1, leaves, max_depth)
+    return _plain(_convert_leaf(value), path, [False], depth + 1, leaves, max_depth, limit)
 
 
 def _dumps_default(value: Any) -> Any:
@@ -417,6 +479,8 @@ def attribute_value(value: Any) -> Any:
     tuples, everything else as JSON text. ``None`` means drop the attribute."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return encodable(value)
     if isinstance(value, _SCALARS):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             return str(value)

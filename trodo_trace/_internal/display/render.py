@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,22 @@ _PIPE = "│  "
 _SPACE = "   "
 _MAX_CELL = 32
 _MAX_ERROR = 200
+
+
+#: Characters a terminal may act on (C0 and C1 controls but tab and newline, DEL, bidi overrides):
+#: stored names, ids and errors are user-controlled (a forged run id header reaches the store).
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without characters a terminal would interpret (escape sequences, ``\\r``, bidi
+    overrides); newlines and tabs are kept.
+
+    Example:
+        >>> terminal_safe("run\\x1b]0;pwned\\x07 ok\\nnext")
+        'run]0;pwned ok\\nnext'
+    """
+    return CONTROL_CHARS.sub("", text)
 
 
 def format_time(ns: int | None, *, precise: bool = True) -> str:
@@ -194,7 +211,7 @@ def format_run_tree(
         lines.append("")
         lines.append("Sub-runs:")
         lines.extend(f"  {_run_brief(sub)}" for sub in subs)
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 _TABLE_HEADERS = (
@@ -230,6 +247,9 @@ def format_runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Aligned columns, one line per run, under a header line."""
     rows = [_TABLE_HEADERS, *(_table_row(run) for run in runs)]
     widths = [max(len(row[col]) for row in rows) for col in range(len(_TABLE_HEADERS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    return terminal_safe(
+        "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        )
     )

@@ -164,9 +164,13 @@ class _StoreWriter:
 
         return LocalStore(self.path)
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> bool:
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> bool | int:
+        from ..store.local import DATA_ERRORS, each_alone
+
         try:
             self.store.write_events(list(rows))
+        except DATA_ERRORS:
+            return each_alone(self.store.write_events, rows, "events")  # one bad row, not the batch
         except Exception as exc:
             log_once("events-store", "trodo_trace: could not write events to the local store: %s", exc)
             return False
@@ -180,9 +184,24 @@ class _StoreWriter:
         self.store = self._open()
 
 
+def _redacting(convert: Callable[[list[Any]], list[Any]], redact: Callable[[str], str]) -> Any:
+    """``convert`` after secret redaction of each event's properties (export thread): the whole
+    value of a property whose name names a secret, and secrets found in any text."""
+    from ..export.redact import redact_data
+
+    def redacted(batch: list[Any]) -> list[Any]:
+        for event in batch:
+            if event.properties:
+                event.properties = redact_data(event.properties, redact)
+        return convert(batch)
+
+    return redacted
+
+
 def _local_store(runtime: Any) -> Destination:
     writer = _StoreWriter(runtime.store_path)
-    return f"local store {runtime.store_path}", writer, to_rows, writer.close
+    convert = to_rows if runtime.redact is None else _redacting(to_rows, runtime.redact)
+    return f"local store {runtime.store_path}", writer, convert, writer.close
 
 
 def _otlp(runtime: Any) -> Destination:
@@ -194,7 +213,14 @@ def _otlp(runtime: Any) -> Destination:
     def convert(batch: list[Any]) -> list[Any]:
         return to_log_records(batch, resource, SCOPE)
 
+    if runtime.redact is not None:
+        convert = _redacting(convert, runtime.redact)
     export = make_log_export(runtime, convert, batch_size=runtime.config.batch_size)
+    # Convert and encode one record now: both import parts of the OpenTelemetry SDK on first use,
+    # which fails on the export thread at interpreter exit (the events of a script that never
+    # flushes would be lost).
+    probe = Event("0" * 32, 0, "probe", "probe", "custom", {}, None, 0, 0, 0, None)
+    export.hub.sender("logs").encode(convert([probe]))
     return "otlp logs", export, convert, None
 
 
@@ -289,7 +315,7 @@ class EventSink:
             # Delivered means accepted by the collector; the delivery also counts the spool.
             delivery = self.delivery.stats()
             result["events_exported"] = delivery["exported"]
-            result["events_failed"] = delivery["failed"]
+            result["events_failed"] = delivery["failed"] + stats["lost"]
             result["events_spooled"] = delivery["spooled"]
             result["events_rejected"] = delivery["rejected"]
             result["events_dropped"] += delivery["dropped"]

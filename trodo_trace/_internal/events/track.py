@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from random import getrandbits
@@ -24,7 +23,7 @@ from .. import api
 from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
-from ..core.values import to_plain
+from ..core.values import encodable, key_text, to_plain
 from .sink import Event, sink_for
 
 R = TypeVar("R")
@@ -84,9 +83,14 @@ def _check_severity(severity: Any) -> str:
 
 # -- property normalisation ------------------------------------------------------------------
 def _clean_properties(
-    warned: set[Any], event_name: str, properties: Mapping[Any, Any] | None, stacklevel: int
+    warned: set[Any],
+    event_name: str,
+    properties: Mapping[Any, Any] | None,
+    stacklevel: int,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Strip reserved names and convert non-JSON values; warn once per kind of problem."""
+    """Strip reserved names and convert non-JSON values (strings cut at ``limit``, containers at
+    1,000 items); warn once per kind of problem."""
     if not properties:
         return {}
     result: dict[str, Any] = {}
@@ -94,13 +98,15 @@ def _clean_properties(
     changed: list[str] = []
     for key, value in properties.items():
         if not isinstance(key, str):
-            changed.append(repr(key))
-            key = str(key)
+            key = key_text(key)
+            changed.append(key)
+        else:
+            key = encodable(key)
         if key in RESERVED_PROPERTIES:
             stripped.append(key)
             continue
         converted = [False]
-        result[key] = to_plain(value, converted=converted)
+        result[key] = to_plain(value, converted=converted, limit=limit)
         if converted[0]:
             changed.append(key)
     if stripped:
@@ -183,8 +189,10 @@ def _send(
         return
     sink = sink_for(runtime)
     _check_snake_case(sink.warned, event_name, stacklevel + 1)
-    props = _clean_properties(sink.warned, event_name, properties, stacklevel + 1)
     try:
+        props = _clean_properties(
+            sink.warned, event_name, properties, stacklevel + 1, getattr(runtime, "max_value_length", None)
+        )
         # An error belongs to the span it escaped from, if any; otherwise to the current one.
         origin = _origin(exc) if exc is not None else None
         run_id: str | None
@@ -197,9 +205,9 @@ def _send(
         event = Event(
             f"{getrandbits(128):032x}",
             spans.now_ns(),
-            event_name,
-            distinct_id,
-            category,
+            encodable(event_name),
+            encodable(distinct_id),
+            encodable(category),
             props,
             run_id,
             trace_id,
@@ -254,19 +262,15 @@ def error_fields(
     The message and trace go through the runtime's secret redaction; with ``capture_content=False``
     the message is left out and the trace keeps its frames only.
     """
-    from ..export.redact import strip_exception_messages
-
     runtime = runtime or spans.RUNTIME or runtime_mod.get()
     tb = exc.__traceback__ if tb is None else tb
-    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    stack = spans.format_stack(exc, tb, content=runtime.capture_content)
     limit = getattr(runtime, "max_value_length", 32768)
     if len(stack) > limit:
         stack = "…[truncated]\n" + stack[-limit:]
     fields: dict[str, Any] = {"error_type": spans._qualified_name(type(exc))}
     if runtime.capture_content:
         fields["error_message"] = spans._safe_message(exc)
-    else:
-        stack = strip_exception_messages(stack)
     fields["stack_trace"] = stack
     fields["runtime"] = "python"
     if severity is not None:

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 from ..core.spans import TrodoSpan
-from ..core.values import attribute_value
+from ..core.values import attribute_value, encodable
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.OK)
@@ -24,17 +24,25 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63
 
 
 def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Valid OpenTelemetry attributes: every value encodable, one bad attribute dropped alone."""
     cleaned = {}
     for key, value in attributes.items():
-        kind = type(value)
-        if kind is int:
-            if not _INT64_MIN <= value < _INT64_MAX:
-                value = str(value)
-        elif kind is not str and kind is not float and kind is not bool:
-            value = attribute_value(value)
-            if value is None:
-                continue
-        cleaned[key if type(key) is str else str(key)] = value
+        try:
+            kind = type(value)
+            if kind is str:
+                value = encodable(value)
+            elif kind is int:
+                if not _INT64_MIN <= value < _INT64_MAX:
+                    value = str(value)
+            elif kind is not float and kind is not bool:
+                value = attribute_value(value)
+                if value is None:
+                    continue
+                if type(value) is tuple and value and type(value[0]) is str:
+                    value = tuple(encodable(item) for item in value)
+            cleaned[encodable(key if type(key) is str else str(key))] = value
+        except Exception:
+            continue  # a key whose str() raises, say: that attribute only
     return cleaned
 
 
@@ -44,7 +52,7 @@ def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope
     if span.parent_span_id is not None:
         parent = SpanContext(span.trace_id, span.parent_span_id, span.parent_remote, _SAMPLED)
     if span.status_code is StatusCode.ERROR:
-        status = Status(StatusCode.ERROR, span.status_message)
+        status = Status(StatusCode.ERROR, span.status_message and encodable(span.status_message))
     elif span.status_code is StatusCode.OK:
         status = _OK
     else:
@@ -52,11 +60,11 @@ def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope
     events: tuple[Event, ...] = ()
     if span.events:
         events = tuple(
-            Event(name, clean_attributes(attributes), timestamp)
+            Event(encodable(str(name)), clean_attributes(attributes), timestamp)
             for name, timestamp, attributes in span.events
         )
     return ReadableSpan(
-        name=span.name,
+        name=encodable(str(span.name)),
         context=span.get_span_context(),
         parent=parent,
         resource=resource,

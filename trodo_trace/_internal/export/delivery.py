@@ -32,13 +32,15 @@ from typing import Any
 import tenacity
 
 from ..core.counter import Counter
-from ..core.errors import internal_error
+from ..core.errors import log_once
 from .hub import DRAIN_BUDGET_S, Hub
 from .otlp_transport import Attempt
 
 logger = logging.getLogger("trodo_trace")
 
 _DROP_LOG_INTERVAL_S = 60.0
+#: How long a batch is retried when no connection can be made at all before it goes to the spool.
+UNREACHABLE_BUDGET_S = 2.0
 
 
 class _Inflight:
@@ -71,6 +73,7 @@ class SignalDelivery:
         batch_size: int,
         max_buffer: int,
         export_timeout_s: float,
+        max_request_bytes: int = 4 * 1024 * 1024,
     ):
         self.hub = hub
         self.signal = signal
@@ -78,6 +81,10 @@ class SignalDelivery:
         self.batch_size = batch_size
         self.max_buffer = max_buffer
         self.export_timeout_s = export_timeout_s
+        self.max_request_bytes = max_request_bytes
+        #: Set by the runtime: an O(1) estimate of an item's bytes and the overflow buffer's bound.
+        self.item_size: Callable[[Any], int] | None = None
+        self.max_buffer_bytes = 0
         self._pipelines: list[Any] = []
         hub.deliveries[signal] = self
         self._init_state()
@@ -100,6 +107,7 @@ class SignalDelivery:
         self._stop = threading.Event()
         self.stopping = False
         self._overflow: deque[Any] = deque()
+        self._overflow_bytes = 0
         self._overflow_in = Counter()
         self._overflow_done = 0
         self._overflow_wake = threading.Event()
@@ -135,13 +143,75 @@ class SignalDelivery:
         if not count:
             return True
         started = time.perf_counter()
+        chunks = self._encode_capped(list(items))
+        encoded = sum(count for _, _, count in chunks)
+        if encoded:
+            self._measure(1.3 * (time.perf_counter() - started), encoded)  # converting costs ~30% more
+        ok = encoded == count
+        pending = list(reversed(chunks))
+        while pending:
+            chunk_items, body, chunk_count = pending.pop()
+            delivered = self._deliver(body, chunk_count, splittable=chunk_count > 1)
+            if delivered is None:  # 413: the collector wants smaller requests; send halves
+                half = len(chunk_items) // 2
+                first, second = (
+                    self._encode_capped(chunk_items[:half]),
+                    self._encode_capped(chunk_items[half:]),
+                )
+                pending.extend(reversed(second))
+                pending.extend(reversed(first))  # sent first
+                continue
+            ok = delivered and ok
+        return ok
+
+    def _encode_capped(self, items: list[Any]) -> list[tuple[list[Any], bytes, int]]:
+        """``items`` encoded as requests of at most ``max_request_bytes`` each (a batch is halved
+        until it fits); an item too large alone is dropped and counted, never its batch."""
+        body, count = self._encode(items)
+        if not count:
+            return []
+        if len(body) <= self.max_request_bytes:
+            return [(items, body, count)]
+        if len(items) > 1:
+            half = len(items) // 2
+            return self._encode_capped(items[:half]) + self._encode_capped(items[half:])
+        with self._lock:
+            self.dropped += 1
+        self.last_error = f"an item of {len(body)} bytes exceeds max_request_bytes ({self.max_request_bytes})"
+        log_once(
+            "too-large:" + self.signal,
+            "trodo_trace: a %s of %d bytes exceeds max_request_bytes (%d) and was dropped (alone)",
+            "span" if self.signal == "traces" else "log record",
+            len(body),
+            self.max_request_bytes,
+        )
+        return []
+
+    def _encode(self, items: Sequence[Any]) -> tuple[bytes, int]:
+        """The request for ``items`` and how many it holds: an item that cannot be encoded is
+        dropped alone (counted as ``failed``), never its batch."""
+        encode = self.hub.sender(self.signal).encode
         try:
-            body = self.hub.sender(self.signal).encode(items)
+            return encode(items), len(items)
         except Exception as exc:
-            self._count_failed(count, exc)
-            return False
-        self._measure(1.3 * (time.perf_counter() - started), count)  # converting costs about 30% more
-        return self._deliver(body, count)
+            first = exc
+        good = []
+        for item in items:
+            try:
+                encode([item])
+            except Exception as exc:
+                first = exc
+                continue
+            good.append(item)
+        if len(good) < len(items):
+            self._count_failed(len(items) - len(good), first)
+        if not good:
+            return b"", 0
+        try:
+            return encode(good), len(good)
+        except Exception as exc:
+            self._count_failed(len(good), exc)
+            return b"", 0
 
     def _measure(self, seconds: float, count: int) -> None:
         self._item_seconds = 0.8 * self._item_seconds + 0.2 * (seconds / count)
@@ -150,7 +220,9 @@ class SignalDelivery:
         """About how long writing ``count`` queued items to the spool takes (encoding included)."""
         return count * self._item_seconds
 
-    def _deliver(self, body: bytes, count: int) -> bool:
+    def _deliver(self, body: bytes, count: int, splittable: bool = False) -> bool | None:
+        """Send (or spool) one request; ``None`` when the collector answered 413 and the batch can
+        be split (``splittable``): the caller sends it in halves."""
         hub = self.hub
         circuit = hub.circuit(self.signal)
         if self.stopping or hub.backlog() or circuit.is_open():
@@ -177,6 +249,8 @@ class SignalDelivery:
                 self.log_rejection(attempt, rejected)
             return not rejected
         if not attempt.retryable:
+            if attempt.status == "413" and splittable:
+                return None
             with self._lock:
                 self.rejected += count
             self.log_rejection(attempt, count)
@@ -186,7 +260,8 @@ class SignalDelivery:
         return self._spool(body, count)
 
     def _send_with_retries(self, body: bytes) -> Attempt:
-        deadline = time.monotonic() + self.export_timeout_s
+        started = time.monotonic()
+        deadline = started + self.export_timeout_s
         sender = self.hub.sender(self.signal)
         attempt_timeout = self.hub.attempt_timeout_s
         stop_event = self._stop
@@ -211,7 +286,11 @@ class SignalDelivery:
             upcoming = getattr(state, "upcoming_sleep", None)
             if upcoming is None:  # tenacity before 8.3 decides to stop before computing the wait
                 upcoming = wait(state)
-            return stop_event.is_set() or time.monotonic() + upcoming >= deadline
+            now = time.monotonic()
+            result = state.outcome.result() if state.outcome is not None else None
+            if result is not None and result.unreachable and now + upcoming - started >= UNREACHABLE_BUDGET_S:
+                return True  # nobody listens: spool now rather than hold the worker (and the exit)
+            return stop_event.is_set() or now + upcoming >= deadline
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             with self._lock:
@@ -243,17 +322,29 @@ class SignalDelivery:
             return True
         with self._lock:
             self.dropped += count
-        self._log_drop(count, "the spool is full" if spool is not None else "the spool is disabled")
+        if spool is None:
+            why = "the spool is disabled"
+        else:
+            why = spool.last_failure or f"the spool is full (spool_max_bytes={spool.max_bytes})"
+        self._log_drop(count, why)
         return False
 
     def _spool_items(self, items: list[Any]) -> None:
         started = time.perf_counter()
         try:
-            body = self.hub.sender(self.signal).encode(self.convert(items))
+            converted = self.convert(items)
         except Exception as exc:
-            self._count_failed(len(items), exc)
-            return
-        self._spool(body, len(items))
+            first: Exception = exc
+            converted = []
+            for item in items:
+                try:
+                    converted.extend(self.convert([item]))
+                except Exception as item_exc:
+                    first = item_exc
+            if len(converted) < len(items):
+                self._count_failed(len(items) - len(converted), first)
+        for _, body, count in self._encode_capped(converted):
+            self._spool(body, count)
         self._measure(time.perf_counter() - started, len(items))
 
     def overflow(self, item: Any) -> bool:
@@ -266,8 +357,13 @@ class SignalDelivery:
         buffer = self._overflow
         if self.stopping or self.hub.spool is None:
             return False
-        if len(buffer) >= self.max_buffer:
+        size = self.item_size
+        nbytes = size(item) if size is not None else 0
+        if len(buffer) >= self.max_buffer or (
+            size is not None and self._overflow_bytes + nbytes > self.max_buffer_bytes > 0
+        ):
             self._spool_overflow(once=True)
+        self._overflow_bytes += nbytes
         buffer.append(item)
         self._overflow_in.increment()
         if self._overflow_thread is None:
@@ -302,6 +398,8 @@ class SignalDelivery:
                     batch.append(buffer.popleft())
             except IndexError:
                 pass
+            if self.item_size is not None:
+                self._overflow_bytes = max(0, self._overflow_bytes - sum(map(self.item_size, batch)))
             try:
                 self._spool_items(batch)
             finally:
@@ -384,8 +482,14 @@ class SignalDelivery:
     def _count_failed(self, count: int, exc: Exception) -> None:
         with self._lock:
             self.failed += count
-        self.last_error = f"{type(exc).__name__}: {exc}"[:240]
-        internal_error(f"otlp encode ({self.signal})")
+        self.last_error = f"{type(exc).__name__} (an item could not be encoded; dropped)"
+        log_once(
+            "encode:" + self.signal,
+            "trodo_trace: %d %s could not be encoded (%s) and were dropped; the rest of the batch was kept",
+            count,
+            "spans" if self.signal == "traces" else "log records",
+            type(exc).__name__,
+        )
 
     def _log_drop(self, count: int, why: str) -> None:
         now = time.monotonic()
@@ -414,5 +518,6 @@ class SignalDelivery:
                 "last_error": self.last_error,
             }
         result["recovered"] = self.hub.recovered
+        result["recovered_rejected"] = self.hub.recovered_rejected
         result["spool_bytes"] = spool.size_bytes if spool is not None else 0
         return result

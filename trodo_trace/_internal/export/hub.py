@@ -7,6 +7,7 @@ by processes that are gone — and credits each file to the delivery that wrote 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import secrets
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..core.errors import internal_error
-from .otlp_transport import SIGNALS, Attempt, Sender
+from .otlp_transport import SIGNALS, Attempt, Sender, count_items
 from .spool import Spool, SpoolFile, pid_alive
 
 _RESCAN_S = 5.0
@@ -216,6 +217,12 @@ class Hub:
             with self.spool.claim(entry) as claim:
                 if claim is None:
                     continue
+                count = count_items(signal, claim.body)
+                if count is None:  # not a request this SDK wrote: never send it
+                    claim.delete()
+                    continue
+                if count != entry.count:
+                    entry = dataclasses.replace(entry, count=count)
                 timeout = min(self.attempt_timeout_s, remaining) if force else self.attempt_timeout_s
                 attempt = self.sender(signal).send(claim.body, timeout)
                 if not attempt.ok and attempt.retryable:

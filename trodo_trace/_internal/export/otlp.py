@@ -169,6 +169,7 @@ def span_export(runtime: Any) -> tuple[str, SignalDelivery, Callable[[], None] |
         batch_size=config.max_export_batch_size,
         max_buffer=config.max_queue_size,
         export_timeout_s=config.export_timeout_ms / 1000.0,
+        max_request_bytes=config.max_request_bytes,
     )
     description = f"otlp {config.protocol} {safe_url(options.url)}"
     return description, delivery, delivery.close
@@ -204,4 +205,5 @@ def make_log_export(
         batch_size=batch_size or config.batch_size,
         max_buffer=config.max_queue_size,
         export_timeout_s=config.export_timeout_ms / 1000.0,
+        max_request_bytes=config.max_request_bytes,
     )

@@ -29,6 +29,10 @@ from ..version import VERSION
 from .redact import redact_secrets
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+#: Longest wait a collector's ``Retry-After`` (or gRPC RetryInfo) can impose; past it the batch is
+#: spooled and sending resumes (a ``Retry-After: 99999`` must not stop exporting for a day).
+MAX_RETRY_AFTER_S = 60.0
+_UNREACHABLE_HINTS = ("connect", "refused", "unreachable", "name resolution", "dns")
 _EXCERPT = 200
 
 #: Per signal: OTLP/HTTP path, gRPC method, protobuf response class (module, name) and its
@@ -61,6 +65,15 @@ class Attempt:
     detail: str = ""
 
     @property
+    def unreachable(self) -> bool:
+        """No connection could be made (refused, no route, unknown host): nobody is listening."""
+        if self.status == "ConnectionError":
+            return True
+        return self.status == "UNAVAILABLE" and any(
+            hint in self.detail.lower() for hint in _UNREACHABLE_HINTS
+        )
+
+    @property
     def summary(self) -> str:
         text = f"{self.status}: {self.detail}" if self.detail else self.status
         return text[: _EXCERPT + 40]
@@ -83,6 +96,25 @@ class TransportOptions:
 def _response_class(signal: str) -> Any:
     module, _, name = SIGNALS[signal]["response"].partition(":")
     return getattr(__import__(module, fromlist=[name]), name)
+
+
+_REQUESTS = {
+    "traces": "opentelemetry.proto.collector.trace.v1.trace_service_pb2:ExportTraceServiceRequest",
+    "logs": "opentelemetry.proto.collector.logs.v1.logs_service_pb2:ExportLogsServiceRequest",
+}
+
+
+def count_items(signal: str, body: bytes) -> int | None:
+    """How many spans or log records an encoded request holds (from its content, never from a file
+    name); ``None`` when ``body`` is not such a request."""
+    module, _, name = _REQUESTS[signal].partition(":")
+    try:
+        request = getattr(__import__(module, fromlist=[name]), name).FromString(body)
+    except Exception:
+        return None
+    if signal == "traces":
+        return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+    return sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
 
 
 def _encoder(signal: str) -> Any:
@@ -111,6 +143,9 @@ class Sender:
         self._response = _response_class(signal)
         self._rejected_field = SIGNALS[signal]["rejected_field"]
         self._lock = threading.Lock()
+        # Header values (and their repr, as exception messages quote them), longest first.
+        values = {v for v in options.headers.values() if len(v.strip()) >= 3}
+        self._secrets = sorted(values | {repr(v)[1:-1] for v in values}, key=len, reverse=True)
 
     def encode(self, items: Sequence[Any]) -> bytes:
         """The OTLP request for ``items`` (``ReadableSpan`` or log records), serialised."""
@@ -120,9 +155,20 @@ class Sender:
     def send(self, body: bytes, timeout: float) -> Attempt:
         with self._lock:
             try:
-                return self._send(body, max(timeout, 0.001))
+                attempt = self._send(body, max(timeout, 0.001))
             except Exception as exc:  # a transport bug must not kill the worker: retry later
-                return Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
+                attempt = Attempt(False, True, type(exc).__name__, detail=_excerpt(str(exc)))
+        if attempt.detail and self._secrets:
+            attempt.detail = self.scrub(attempt.detail)
+        if attempt.retry_after is not None and attempt.retry_after > MAX_RETRY_AFTER_S:
+            attempt.retry_after = MAX_RETRY_AFTER_S
+        return attempt
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any header value (an error message may quote one: it is often a secret)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
 
     def _send(self, body: bytes, timeout: float) -> Attempt:  # pragma: no cover - abstract
         raise NotImplementedError

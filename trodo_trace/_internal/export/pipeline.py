@@ -7,6 +7,10 @@ for it with a deadline, never longer.
 Optional hooks let an exporter take what the queue cannot: ``overflow(item) -> bool`` when the queue
 is full (application thread: must be O(1)), ``on_idle()`` on the worker after each round (e.g. to
 send a disk spool), and ``abandon(items)`` at shutdown for what the worker did not finish in time.
+
+One bad item never costs its batch: when ``convert`` fails on a batch, the items are converted one
+by one and only those that fail are dropped (counted as ``failed``); an ``export`` may return an
+``int``, the number of items of the batch it could not take (the rest were exported).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Pipeline:
         on_idle: Callable[[], None] | None = None,
         abandon: Callable[[list[Any]], None] | None = None,
         name: str = "trodo-export",
+        size: Callable[[Any], int] | None = None,
+        max_bytes: int = 0,
     ):
         self._export = export
         self._convert = convert
@@ -51,10 +57,17 @@ class Pipeline:
         self._on_idle = on_idle
         self._abandon = abandon
         self._name = name
+        #: Memory bound in bytes (with ``size``, an O(1) estimate of an item's bytes): past it, items
+        #: take the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread
+        #: side is not locked.
+        self._size = size if max_bytes > 0 else None
+        self._max_bytes = max_bytes
         self._reset()
 
     def _reset(self) -> None:
         self._queue: deque[Any] = deque()
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._wake = threading.Event()
         self._done = threading.Condition(threading.Lock())
         self._submitted = Counter()
@@ -65,6 +78,8 @@ class Pipeline:
         self._abandoned = 0
         self.exported = 0
         self.failed = 0
+        #: Items dropped alone (conversion or a per-item export failure); included in ``failed``.
+        self.lost = 0
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -83,16 +98,30 @@ class Pipeline:
     # -- application thread ------------------------------------------------------------------
     def submit(self, item: Any) -> None:
         queue = self._queue
-        if len(queue) >= self._max_queue or self._stopped:
+        size = self._size
+        over_bytes = False
+        if size is not None:
+            nbytes = size(item)
+            over_bytes = self._bytes_in - self._bytes_out + nbytes > self._max_bytes
+        if len(queue) >= self._max_queue or self._stopped or over_bytes:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
                 self._dropped.increment()
-                log_once(
-                    "queue-full:" + self._name,
-                    "trodo_trace: export queue full (%d); items are being dropped",
-                    self._max_queue,
-                )
+                if self._stopped:
+                    log_once(
+                        "stopped:" + self._name,
+                        "trodo_trace: tracing was shut down (shutdown() or interpreter exit); "
+                        "spans and events after it are dropped: call init() to trace again",
+                    )
+                else:
+                    log_once(
+                        "queue-full:" + self._name,
+                        "trodo_trace: export queue full (%d); items are being dropped",
+                        self._max_queue,
+                    )
             return
+        if size is not None:
+            self._bytes_in += nbytes
         queue.append(item)
         self._submitted.increment()
         if self._thread is None and not self._inline:
@@ -154,10 +183,18 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
+            if self._size is not None:
+                self._bytes_out += sum(map(self._size, batch))
             self._in_flight = len(batch)
             ok = False
+            lost = 0
             try:
-                result = self._export(self._convert(batch))
+                converted = self._convert_isolated(batch)
+                lost = len(batch) - len(converted)
+                result = self._export(converted) if converted else None
+                if type(result) is int:  # the number of items the export could not take
+                    lost += result
+                    result = True
                 ok = (
                     result is None or result is True or getattr(result, "name", None) == "SUCCESS"
                 )  # SpanExportResult
@@ -168,12 +205,30 @@ class Pipeline:
                 log_once("export-exc:" + self._name, "trodo_trace: export failed: %s", self.last_error)
             with self._done:
                 if ok:
-                    self.exported += len(batch)
+                    self.exported += len(batch) - lost
+                    self.failed += lost
                 else:
                     self.failed += len(batch)
+                self.lost += lost
                 self._processed += len(batch)
                 self._in_flight = 0
                 self._done.notify_all()
+
+    def _convert_isolated(self, batch: list[Any]) -> list[Any]:
+        """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
+        try:
+            return self._convert(batch)
+        except Exception:
+            if len(batch) == 1:
+                log_once("convert:" + self._name, "trodo_trace: an item could not be converted; dropped")
+                return []
+        out: list[Any] = []
+        for item in batch:
+            try:
+                out.extend(self._convert([item]))
+            except Exception:
+                log_once("convert:" + self._name, "trodo_trace: an item could not be converted; dropped")
+        return out
 
     # -- control -----------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -237,8 +292,11 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
+            if self._size is not None:
+                self._bytes_out += sum(map(self._size, leftovers))
             self._abandoned += len(leftovers)
             self._handed_over = True
+            self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
             try:
                 self._abandon(leftovers)
             except Exception:
@@ -254,7 +312,9 @@ class Pipeline:
             "overflowed": self._overflowed.value,
             "dropped": self._dropped.value,
             "queue_depth": len(self._queue),
+            "queue_bytes": max(0, self._bytes_in - self._bytes_out),
             "in_flight": self._in_flight,
             "abandoned": self._abandoned,
+            "lost": self.lost,
             "last_error": self.last_error,
         }

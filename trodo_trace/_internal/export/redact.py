@@ -13,9 +13,12 @@ Two parts:
   ``output.value`` and the message/prompt attributes integrations write), exception messages and
   stack traces, the status message and the run's error summary, and masks and redacts retrieval
   document contents (the user's ``mask`` has already been applied to inputs and outputs when they
-  were captured). With ``capture_content=False`` it removes every content attribute and keeps
-  exceptions as type and stack frames only: the message lines are cut, since an exception message
-  often quotes the input that caused it.
+  were captured). With ``capture_content=False`` it removes every content attribute of the wire contract
+  (whoever set it: a decorator, ``span.set_attribute``, a ``get_tracer()`` span, an integration),
+  the content attributes of span events (GenAI message events), and keeps exceptions as type and
+  stack frames only: exception messages (of chained exceptions and exception groups too) and notes
+  are left out when the traceback is formatted (:func:`~..core.spans.format_stack`), since an
+  exception message often quotes the input that caused it.
 """
 
 from __future__ import annotations
@@ -45,13 +48,60 @@ _SHAPED = re.compile(
 _SHAPED_HINTS = ("sk-", "AIza", "gsk_", "hf_", "xai-", "AKIA", "eyJ", "earer", "://")
 
 # Secrets recognisable by their name: ``api_key=...``, ``"password": "..."`` (also catches Cohere keys).
-_NAMED = re.compile(
-    r"(?i:(?:[a-z0-9]+[_\-])*(?:api[_\-]?key|apikey|access[_\-]?key|secret[_\-]?key|private[_\-]?key"
+# The whole value goes: a quoted value up to its closing quote (spaces and commas included), an
+# unquoted one up to the next separator, whatever its length.
+_SECRET_NAMES = (
+    r"api[_\-]?key|apikey|access[_\-]?key|secret[_\-]?key|private[_\-]?key"
     r"|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|id[_\-]?token|token|secret|client[_\-]?secret"
-    r"|password|passwd|pwd))"
-    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&}]{6,})"
+    r"|password|passwd|pwd|passphrase|authorization|cookie|credentials?"
 )
-_NAMED_ANCHORS = ("key", "token", "secret", "passw", "pwd")
+_NAMED = re.compile(
+    r"(?i:(?:[a-z0-9]+[_\-])*(?:" + _SECRET_NAMES + r"))"
+    r"(?P<sep>[\"']?\s*[:=]\s*)"
+    r"(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>(?:[^'\\]|\\.)*)'|(?P<value>[^\s\"',;&}]+))"
+)
+_JSON_LITERALS = frozenset(("null", "true", "false"))
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NAMED_ANCHORS = (
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "pwd",
+    "passphrase",
+    "authorization",
+    "cookie",
+    "credential",
+)
+#: A key (attribute or property name) that names a secret: its whole value is redacted.
+_SECRET_KEY = re.compile(r"(?i)(?:^|[._\-])(?:[a-z0-9]+[_\-])*(?:" + _SECRET_NAMES + r")$")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether ``key`` names a secret (``password``, ``x-api-key``, ``db.passphrase``, ...).
+
+    Example:
+        >>> [is_secret_key(k) for k in ("user_password", "Authorization", "max_tokens", "input.value")]
+        [True, True, False, False]
+    """
+    return _SECRET_KEY.search(key) is not None
+
+
+def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
+    """JSON data (event properties) with secrets redacted: the whole value of a key that names a
+    secret, and secrets found in any text."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if isinstance(key, str) and is_secret_key(key) else redact_data(item, redact)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_data(item, redact) for item in value]
+    return value
+
+
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -65,7 +115,7 @@ def _replace_shaped(match: re.Match[str]) -> str:
 
 def _redact_named(text: str, lowered: str) -> str:
     """Replace the values of secret-named assignments, trying the regex only where a name occurs."""
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, str]] = []
     hits = sorted(index for anchor in _NAMED_ANCHORS for index in _find_all(lowered, anchor))
     done = 0
     for hit in hits:
@@ -77,15 +127,22 @@ def _redact_named(text: str, lowered: str) -> str:
         match = _NAMED.match(text, start)
         if match is None or match.start("sep") <= hit:
             continue
-        spans.append((match.start("value"), match.end("value")))
+        group = "dq" if match.group("dq") is not None else "sq" if match.group("sq") is not None else "value"
+        found = match.group(group)
+        if group == "value" and found in _JSON_LITERALS:
+            continue  # "token": null
+        if found:
+            # An unquoted number after a colon (JSON) becomes a string, so JSON text stays JSON.
+            quote = group == "value" and ":" in match.group("sep") and _NUMBER.fullmatch(found) is not None
+            spans.append((match.start(group), match.end(group), f'"{REDACTED}"' if quote else REDACTED))
         done = match.end()
     if not spans:
         return text
     parts = []
     last = 0
-    for begin, end in spans:
+    for begin, end, replacement in spans:
         parts.append(text[last:begin])
-        parts.append(REDACTED)
+        parts.append(replacement)
         last = end
     parts.append(text[last:])
     return "".join(parts)
@@ -202,6 +259,9 @@ class Scrubber:
                 value = attributes.get(key)
                 if isinstance(value, str):
                     attributes[key] = redact(value)
+        if self.capture_content and self.redact is not None:
+            for key in [k for k in attributes if type(k) is str and is_secret_key(k)]:
+                attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
             new = self._status(message)
@@ -226,7 +286,11 @@ class Scrubber:
     def _event(self, event: tuple[str, int, dict[str, Any]]) -> tuple[str, int, dict[str, Any]]:
         name, timestamp, attributes = event
         if name != "exception":
-            return event
+            if self.capture_content or not attributes:
+                return event
+            # Content off: content attributes of span events go too (the GenAI semantic
+            # conventions' message events carry the messages), whoever added them.
+            return name, timestamp, {k: v for k, v in attributes.items() if not _is_event_content(k)}
         attributes = dict(attributes)
         message = attributes.get("exception.message")
         stack = attributes.get("exception.stacktrace")
@@ -243,6 +307,20 @@ class Scrubber:
         if isinstance(stack, str):
             attributes["exception.stacktrace"] = self.redact(stack) if self.redact is not None else stack
         return name, timestamp, attributes
+
+
+_EVENT_CONTENT_KEYS = frozenset(
+    ("content", "message", "body", "tool_calls", "arguments", "gen_ai.event.content", "exception.message")
+)
+
+
+def _is_event_content(key: str) -> bool:
+    return (
+        key in _EVENT_CONTENT_KEYS
+        or key in CONTENT_KEYS
+        or key.startswith(CONTENT_PREFIXES)
+        or _is_doc_content(key)
+    )
 
 
 def _is_doc_content(key: str) -> bool:

@@ -16,6 +16,7 @@ processes can share a spool, a crash never loses a file, and a file is sent twic
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +30,29 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 SUFFIX = ".otlp"
+#: Signals this SDK writes; files of any other (a crafted name, a newer release) expire.
+KNOWN_SIGNALS = frozenset(("traces", "logs"))
+_UNKNOWN_EXPIRY_S = 3600.0
 TMP_DIR = ".tmp"
 DESTINATION_FILE = "destination"
 _STALE_TMP_S = 3600.0
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and each missing parent with mode 0700 (``mkdir(parents=True)`` gives
+    parents the default mode: the spool must not make ``.trodo`` readable by other users)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # whatever the umask
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,22 @@ class SpoolFile:
             return int(self.owner.split("x", 1)[0], 16)
         except ValueError:
             return None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def describe_failure(exc: OSError) -> str:
+    """What a failed spool write means, in words."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return "the disk holding the spool is full"
+    if exc.errno == errno.EROFS:
+        return "the spool's file system is read-only"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "the spool directory is not writable"
+    return f"the spool could not be written ({exc.strerror or type(exc).__name__})"
 
 
 def parse_name(path: Path, size: int = 0) -> SpoolFile | None:
@@ -79,6 +116,8 @@ class Spool:
         self._bytes = 0
         self._files = 0
         self._scanned = False
+        #: Why the last put() failed on I/O, in words ("the disk is full", ...); None otherwise.
+        self.last_failure: str | None = None
 
     def after_fork_in_child(self, owner: str) -> None:
         self.owner = owner
@@ -97,10 +136,10 @@ class Spool:
                 return False
             self._seq += 1
             name = f"{time.time_ns():020d}-{self.owner}-{self._seq:08d}.{signal}.{count}{SUFFIX}"
+            tmp = self.directory / TMP_DIR / name
             try:
                 self._ensure_dirs()
-                tmp = self.directory / TMP_DIR / name
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
                 try:
                     view = memoryview(body)
                     while view:
@@ -108,8 +147,14 @@ class Spool:
                 finally:
                     os.close(fd)
                 os.replace(tmp, self.directory / name)
-            except OSError:
+            except OSError as exc:
+                self.last_failure = describe_failure(exc)
+                try:
+                    os.unlink(tmp)  # a partial file (ENOSPC) must not keep the disk full
+                except OSError:
+                    pass
                 return False
+            self.last_failure = None
             self._bytes += size
             self._files += 1
             return True
@@ -117,7 +162,7 @@ class Spool:
     def _ensure_dirs(self) -> None:
         tmp = self.directory / TMP_DIR
         if not tmp.is_dir():
-            tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(tmp)
             marker = self.directory / DESTINATION_FILE
             if self.destination and not marker.exists():
                 marker.write_text(self.destination + "\n", encoding="utf-8")
@@ -185,8 +230,15 @@ class Claim:
 
 def _open_claim(entry: SpoolFile) -> Claim | None:
     try:
-        fd = os.open(entry.path, os.O_RDONLY)
+        fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+    except OSError:
+        os.close(fd)
         return None
     try:
         if fcntl is not None:
@@ -214,6 +266,9 @@ def _open_claim(entry: SpoolFile) -> Claim | None:
     return Claim(entry, fd, b"".join(chunks))
 
 
+_UID = os.getuid() if hasattr(os, "getuid") else None
+
+
 def _list(directory: Path) -> Iterator[SpoolFile]:
     try:
         entries = list(os.scandir(directory))
@@ -223,12 +278,22 @@ def _list(directory: Path) -> Iterator[SpoolFile]:
         if not entry.name.endswith(SUFFIX):
             continue
         try:
-            size = entry.stat().st_size
+            info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        parsed = parse_name(Path(entry.path), size)
-        if parsed is not None:
-            yield parsed
+        if not stat.S_ISREG(info.st_mode) or (_UID is not None and info.st_uid != _UID):
+            continue  # never a link (its target could be any file) nor a file we did not write
+        parsed = parse_name(Path(entry.path), info.st_size)
+        if parsed is None:
+            continue
+        if parsed.signal not in KNOWN_SIGNALS:
+            if time.time() - info.st_mtime > _UNKNOWN_EXPIRY_S:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+            continue
+        yield parsed
 
 
 def _remove_stale_tmp(tmp: Path) -> None:

@@ -525,6 +525,25 @@ class LocalStore:
         return [{**dict(row), "properties": _loads(row["properties"], {})} for row in rows]
 
 
+#: Errors that come from one item's data (not from the database): retried item by item.
+DATA_ERRORS = (UnicodeError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+def each_alone(write: Any, items: Sequence[Any], what: str) -> int:
+    """Write ``items`` one at a time after a batch failed on its data; how many could not be written."""
+    lost = 0
+    for item in items:
+        try:
+            write([item])
+        except DATA_ERRORS:
+            lost += 1
+    if lost:
+        logger.warning(
+            "trodo_trace: %d %s could not be stored and were dropped (the rest were kept)", lost, what
+        )
+    return lost
+
+
 class LocalStoreExporter(SpanExporter):
     """Span exporter writing to a :class:`LocalStore`; never raises, logs the first failure."""
 
@@ -537,11 +556,15 @@ class LocalStoreExporter(SpanExporter):
         self._failure_logged = False
         self._shut_down = False
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult | int:  # type: ignore[override]
+        """Write ``spans``; a span whose data cannot be stored is dropped alone: then the number
+        of spans lost is returned (the pipeline counts them as failed, the rest as exported)."""
         if self._shut_down:
             return SpanExportResult.FAILURE
         try:
             self.store.export_spans(spans)
+        except DATA_ERRORS:
+            return each_alone(self.store.export_spans, spans, "spans")
         except Exception as exc:
             if not self._failure_logged:
                 self._failure_logged = True
