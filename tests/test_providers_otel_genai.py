@@ -241,3 +241,54 @@ def test_without_dual_export_each_backend_has_its_own_span(app_provider, fake_op
         ("chat gpt-4o-mini", None)
     ]
     assert traces.runs()[0].attributes["trodo.run.total_tokens_in"] == 30
+
+
+async def test_dual_export_async_and_embeddings_show_once_per_backend(both_on, fake_openai):
+    """Async chat and an embeddings call beside OpenAIInstrumentor: one span each per backend, same ids."""
+    exporter, receiver = both_on
+    client = openai.AsyncOpenAI(base_url=fake_openai.base_url, api_key="test", max_retries=0)
+    fake_openai.reply(None, usage=(8, 0))  # the embeddings call
+    fake_openai.reply("Paris.", usage=(30, 2))
+
+    @trodo.agent("geo-bot")
+    async def bot() -> str:
+        await client.embeddings.create(model="text-embedding-3-small", input=["Capital of France?"])
+        reply = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}]
+        )
+        return reply.choices[0].message.content
+
+    with capture() as traces:
+        assert await bot() == "Paris."
+    app, trodo_backend = _backends(traces, exporter, receiver)
+    await client.close()
+
+    assert traces.tree(spans=app) == [
+        {
+            "name": "geo-bot",
+            "kind": "run",
+            "status": "OK",
+            "children": [
+                {
+                    "name": "embeddings text-embedding-3-small",
+                    "kind": "function",
+                    "status": "UNSET",
+                    "children": [],
+                },
+                {"name": "chat gpt-4o-mini", "kind": "function", "status": "UNSET", "children": []},
+            ],
+        }
+    ]
+    assert traces.tree(spans=trodo_backend) == [
+        {
+            "name": "geo-bot",
+            "kind": "run",
+            "status": "OK",
+            "children": [
+                {"name": "openai.embeddings", "kind": "function", "status": "OK", "children": []},
+                {"name": "openai.chat.completions", "kind": "llm", "status": "OK", "children": []},
+            ],
+        }
+    ]
+    assert _call_ids(app, ("chat ", "embeddings ")) == _call_ids(trodo_backend, "openai.")
+    assert traces.runs()[0].attributes["trodo.run.total_tokens_in"] == 30 + 8
