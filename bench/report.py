@@ -244,6 +244,11 @@ def render(data: dict[str, Any]) -> str:
     lines += _external(
         "LlamaIndex handler overhead", data.get("llamaindex"), "`bench/llamaindex_overhead.py`"
     )
+    lines += _external(
+        "Provider instrumentation overhead (OpenAI SDK)",
+        data.get("providers"),
+        "`bench/provider_overhead.py`; target: trodo's added cost at most 0.5 of the faster peer's",
+    )
     lines += _external("OTLP export throughput", data.get("export"), "`bench/export.py`")
     failed = {name: r["error"] for section in ("overhead", "burst", "memory", "startup") for name, r in
               data.get(section, {}).items() if isinstance(r, dict) and "error" in r}  # fmt: skip

@@ -65,6 +65,7 @@ NEEDS_EXTRAS = (
     "tests/test_providers_counted_once.py",
     "tests/test_providers_fake_servers.py",
     "tests/test_providers_openai.py",
+    "tests/test_providers_otel_genai.py",
     "tests/test_providers_switch.py",
     "tests/test_providers_wire.py",
 )

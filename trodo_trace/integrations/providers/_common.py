@@ -7,6 +7,14 @@ not start a span of its own. It *merges* into that span:
 attributes the span lacks (model, messages, parameters, response id...) are filled in, and its token
 usage is written only when the span has none of its own (a second call in the same span adds to the
 usage the first one wrote). So the run's rollups count each call once and the trace shows one LLM row.
+
+Next to OpenTelemetry's own GenAI instrumentation (``opentelemetry-instrumentation-openai-v2``): its
+wrapper always runs outside ours (when it was patched first, ours hands the call to it, see
+:func:`genai_wrapper`), so its span is current when our span starts. Our span is then a child of the
+span the call was made in, not of the instrumentation's span (it keeps the run); and when that span
+belongs to the provider attached for dual export, ours takes its span id (*shadows* it, see
+``_internal/export/dual.py``), so each backend shows the call once. Tokens are counted from our span
+only: a joined foreign span never adds to rollups.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -25,6 +33,7 @@ from ..._internal.core import attrs as A
 from ..._internal.core import spans as S
 from ..._internal.core.errors import internal_error
 from ..._internal.core.extract import Usage
+from ..._internal.export import dual
 
 logger = logging.getLogger("trodo_trace")
 
@@ -203,19 +212,41 @@ class Call:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, name: str, kind: str, attributes: dict[str, Any], merge: bool = True) -> Call:
-        """Start the call's span under the current context, or merge into the current LLM span."""
+    def start(
+        cls,
+        name: str,
+        kind: str,
+        attributes: dict[str, Any],
+        merge: bool = True,
+        parent: otel_context.Context | None = None,
+    ) -> Call:
+        """Start the call's span under the current context (``parent``: the context the call was
+        made in, when a GenAI instrumentation's span came in between), or merge into the current
+        LLM span."""
         from ..._internal.core.tracing import start_span
 
         rt = runtime()
-        current = S.span_from_context()
+        shadowed: int | None = None
+        outer = trace_api.get_current_span()
+        if not isinstance(outer, S.TrodoSpan) and outer.is_recording() and dual.is_genai_span(outer):
+            span_id = outer.get_span_context().span_id
+            started_in = dual.genai_started_in(span_id)
+            if started_in is not None:
+                parent, shadowed = started_in, span_id
+        current = S.span_from_context(parent)
         if merge and current is not None and current.end_ns is None and _merges(current, attributes):
+            if shadowed is not None:
+                dual.shadow(shadowed, same_id=False)  # the enclosing LLM span stands for the call
             call = cls(current, False, rt)
             call.set_many(attributes)
             with call._lock:
                 current.attributes[MERGED_CALLS] = (current.attributes.get(MERGED_CALLS) or 0) + 1
             return call
-        return cls(start_span(name, kind, attributes), True, rt)
+        span = start_span(name, kind, attributes, ctx=parent)
+        if shadowed is not None:
+            span.span_id = shadowed  # the app's provider keeps the GenAI span, trodo's backend this one
+            dual.shadow(shadowed, same_id=True)
+        return cls(span, True, rt)
 
     # -- writing --------------------------------------------------------------------------------
     def set(self, key: str, value: Any) -> None:
@@ -303,6 +334,15 @@ class Call:
             function(self, *args)
         except Exception:
             internal_error(f"provider {what}")
+
+
+def genai_wrapper(wrapped: Any) -> Callable[..., Any] | None:
+    """OpenTelemetry's GenAI wrapper when it sits right inside ours (it patched the method first)."""
+    wrapper: Any = getattr(wrapped, "_self_wrapper", None)
+    module = getattr(wrapper, "__module__", None)
+    if callable(wrapper) and isinstance(module, str) and module.startswith(dual.GENAI_SCOPES):
+        return cast("Callable[..., Any]", wrapper)
+    return None
 
 
 def _merges(current: S.TrodoSpan, attributes: Mapping[str, Any]) -> bool:

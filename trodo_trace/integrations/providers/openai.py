@@ -12,6 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from ..._internal.core import attrs as A
 from ..._internal.core.extract import extract_usage
 from . import _common as C
@@ -65,12 +67,13 @@ def uninstrument() -> None:
 
 # -- the wrappers ----------------------------------------------------------------------------
 def _wrapper(operation: str, is_async: bool) -> Callable[..., Any]:
+    """The patch of one method. When OpenTelemetry's GenAI instrumentation patched it first (its
+    wrapper is inside ours), the call goes through that wrapper first and is traced inside its span,
+    in the context the call was made in (see ``_common``)."""
     if is_async:
 
-        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not C.should_trace():
-                return await wrapped(*args, **kwargs)
-            call = _start(operation, instance, kwargs)
+        async def async_traced(wrapped: Any, instance: Any, args: Any, kwargs: Any, parent: Any) -> Any:
+            call = _start(operation, instance, kwargs, parent)
             try:
                 with C.use_call(call):
                     result = await wrapped(*args, **kwargs)
@@ -80,12 +83,21 @@ def _wrapper(operation: str, is_async: bool) -> Callable[..., Any]:
                 raise
             return _finish(call, operation, kwargs, result, True)
 
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not C.should_trace():
+                return await wrapped(*args, **kwargs)
+            genai = C.genai_wrapper(wrapped)
+            if genai is not None:
+                inner, parent = wrapped.__wrapped__, otel_context.get_current()
+                return await genai(
+                    lambda *a, **k: async_traced(inner, instance, a, k, parent), instance, args, kwargs
+                )
+            return await async_traced(wrapped, instance, args, kwargs, None)
+
         return async_wrapper
 
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not C.should_trace():
-            return wrapped(*args, **kwargs)
-        call = _start(operation, instance, kwargs)
+    def traced(wrapped: Any, instance: Any, args: Any, kwargs: Any, parent: Any) -> Any:
+        call = _start(operation, instance, kwargs, parent)
         try:
             with C.use_call(call):
                 result = wrapped(*args, **kwargs)
@@ -95,16 +107,25 @@ def _wrapper(operation: str, is_async: bool) -> Callable[..., Any]:
             raise
         return _finish(call, operation, kwargs, result, False)
 
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not C.should_trace():
+            return wrapped(*args, **kwargs)
+        genai = C.genai_wrapper(wrapped)
+        if genai is not None:
+            inner, parent = wrapped.__wrapped__, otel_context.get_current()
+            return genai(lambda *a, **k: traced(inner, instance, a, k, parent), instance, args, kwargs)
+        return traced(wrapped, instance, args, kwargs, None)
+
     return wrapper
 
 
-def _start(operation: str, instance: Any, kwargs: dict[str, Any]) -> C.Call:
+def _start(operation: str, instance: Any, kwargs: dict[str, Any], parent: Any = None) -> C.Call:
     C.materialise(kwargs, "messages")
     if operation == "embeddings":
         kind, attributes = "function", {A.OI_KIND: "EMBEDDING", A.GEN_AI_OPERATION: "embeddings"}
     else:
         kind, attributes = "llm", {A.GEN_AI_OPERATION: "chat"}
-    call = C.Call.start(SPAN_NAMES[operation], kind, attributes)
+    call = C.Call.start(SPAN_NAMES[operation], kind, attributes, parent=parent)
     call.guard("request", _request, instance, kwargs, operation)
     return call
 

@@ -1,0 +1,303 @@
+"""Added cost per OpenAI SDK call: trodo_trace's provider instrumentation beside no tracing, the
+OpenInference OpenAI instrumentor and OpenLLMetry's (traceloop's opentelemetry-instrumentation-openai).
+
+The workload is the real ``openai`` SDK calling ``chat.completions.create`` (a system and a user
+message, ``temperature``) against ``trodo_trace.testing.FakeOpenAI`` on 127.0.0.1, started here in
+this process: non-streaming, and streaming with ``stream_options.include_usage`` (the stream is read
+to its end). The fake server's time is the same for every contender and cancels in the difference.
+Each contender runs in its own process: trodo_trace and the untraced baseline in the project's
+``.venv``, each peer in its own virtualenv under ``bench/.envs/provider-<name>`` (made by
+``--setup`` with the ``openai`` version of ``.venv``). Every tracer captures message content and
+exports over OTLP/HTTP with a batching processor to one loopback sink started here. Reported per call:
+
+- ``wall``: wall time of the loop;
+- ``process cpu``: ``time.process_time`` of the loop, all threads (the export thread too);
+- ``added``: the same minus the untraced baseline of the same mode, and trodo's as a ratio of each
+  peer's (the target is at most 0.5 of the faster peer);
+- ``spans``: spans the sink received after the final flush.
+
+Rounds alternate the contenders (each round a fresh process per contender); per contender the best
+timed repeat of all rounds is kept.
+
+Run: ``.venv/bin/python bench/provider_overhead.py --setup`` once, then
+``.venv/bin/python bench/provider_overhead.py [--runs 500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink import OTLPSink
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVS = ROOT / "bench" / ".envs"
+MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
+OTLP_HTTP = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
+PEER_PACKAGES = {
+    "openinference": ("openinference-instrumentation-openai", *OTLP_HTTP),
+    "openllmetry": ("opentelemetry-instrumentation-openai", *OTLP_HTTP),
+}
+MODES = ("create", "stream")
+
+WORKLOAD = textwrap.dedent(
+    """
+    import json, sys, time
+    import openai
+
+    BASE, SINK, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+    RUNS, REPEAT, WARMUP = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    MESSAGES = [
+        {"role": "system", "content": "You answer geography questions."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    """
+)
+
+OTEL_PROVIDER = textwrap.dedent(
+    """
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=SINK + "/v1/traces")))
+
+    def finish():
+        return provider.force_flush(60_000)
+    """
+)
+
+SETUP = {
+    "none": "def finish():\n    return True\n",
+    "trodo_trace": textwrap.dedent(
+        """
+        import trodo_trace as trodo
+        trodo.init(endpoint=SINK, service_name="bench")  # instruments the openai SDK
+
+        def finish():
+            return trodo.flush(60.0)
+        """
+    ),
+    "openinference": OTEL_PROVIDER
+    + textwrap.dedent(
+        """
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        """
+    ),
+    "openllmetry": OTEL_PROVIDER
+    + textwrap.dedent(
+        """
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        """
+    ),
+}
+
+MEASURE = textwrap.dedent(
+    """
+    client = openai.OpenAI(base_url=BASE, api_key="bench", max_retries=0)
+
+    def call():
+        if MODE == "stream":
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, temperature=0.2,
+                stream=True, stream_options={"include_usage": True},
+            )
+            for _ in stream:
+                pass
+        else:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0.2)
+
+    for _ in range(WARMUP):
+        call()
+    loops = []
+    for _ in range(REPEAT):
+        wall0, proc0 = time.perf_counter(), time.process_time()
+        for _ in range(RUNS):
+            call()
+        loops.append(
+            {
+                "wall_us": (time.perf_counter() - wall0) / RUNS * 1e6,
+                "proc_us": (time.process_time() - proc0) / RUNS * 1e6,
+            }
+        )
+    flushed = finish()
+    print(json.dumps({"loops": loops, "flushed": bool(flushed), "openai": openai.__version__}))
+    """
+)
+
+PYTHONS = {
+    "none": MAIN_PYTHON,
+    "trodo_trace": MAIN_PYTHON,
+    "openinference": ENVS / "provider-openinference" / "bin" / "python",
+    "openllmetry": ENVS / "provider-openllmetry" / "bin" / "python",
+}
+LABELS = {
+    "none": "no tracing",
+    "trodo_trace": "trodo_trace (instrument_openai)",
+    "openinference": "OpenInference OpenAIInstrumentor",
+    "openllmetry": "OpenLLMetry OpenAIInstrumentor",
+}
+PEERS = ("openinference", "openllmetry")
+
+
+def setup(names: tuple[str, ...] = PEERS) -> None:
+    """Create each peer's virtualenv with the ``openai`` version of ``.venv`` (pip, from PyPI)."""
+    version = importlib.metadata.version("openai")
+    for name in names:
+        env = ENVS / f"provider-{name}"
+        python = env / "bin" / "python"
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+            subprocess.run([str(python), "-m", "ensurepip", "--upgrade"], check=True, capture_output=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", f"openai=={version}", *PEER_PACKAGES[name]]
+        subprocess.run(pip, check=True)
+        frozen = subprocess.run(
+            [str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        wanted = ("openai==", *(f"{package}==" for package in PEER_PACKAGES[name][:2]))
+        print(f"provider-{name}:", " ".join(line for line in frozen if line.startswith(wanted)))
+
+
+def run_one(
+    name: str, mode: str, base_url: str, sink: OTLPSink, runs: int, repeat: int, warmup: int
+) -> dict[str, Any]:
+    """One process of one contender in one mode: its timed loops and the spans the sink got from it."""
+    code = WORKLOAD + SETUP[name] + MEASURE
+    done = subprocess.run(
+        [str(PYTHONS[name]), "-c", code, base_url, sink.url, mode, str(runs), str(repeat), str(warmup)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=str(ROOT),
+        env={"PATH": "/usr/bin:/bin", "TRODO_STORE": str(ROOT / "bench" / "results" / "bench.db")},
+    )
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["spans"] = sink.take()
+    return result
+
+
+def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) -> dict[str, Any]:
+    """Per mode and contender: best and median loop, added over the baseline, spans at the sink."""
+    from trodo_trace.testing import FakeOpenAI
+
+    results: dict[str, Any] = {
+        mode: {name: {"loops": [], "spans": 0, "flushed": True} for name in names} for mode in MODES
+    }
+    with OTLPSink() as sink, FakeOpenAI() as fake:
+        for _ in range(rounds):
+            for mode in MODES:
+                for name in names:
+                    one = run_one(name, mode, fake.base_url, sink, runs, repeat, warmup)
+                    fake.requests.clear()
+                    entry = results[mode][name]
+                    if "error" in one:
+                        entry["error"] = one["error"]
+                        continue
+                    entry["loops"] += one["loops"]
+                    entry["spans"] += one["spans"]
+                    entry["flushed"] &= one["flushed"]
+                    entry["openai"] = one["openai"]
+    for mode in MODES:
+        for entry in results[mode].values():
+            loops = entry.pop("loops")
+            entry["calls"] = (warmup + runs * repeat) * rounds
+            for key in ("wall_us", "proc_us"):
+                values = [loop[key] for loop in loops]
+                if values:
+                    entry[key] = min(values)
+                    entry[key.replace("_us", "_median_us")] = statistics.median(values)
+        base = results[mode].get("none", {})
+        for entry in results[mode].values():
+            for key in ("wall_us", "proc_us"):
+                if key in entry and key in base:
+                    entry["added_" + key] = entry[key] - base[key]
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    """The markdown table: per call, absolute and added over the untraced baseline, per mode."""
+    headers = ["mode", "contender", "wall µs/call", "added wall µs", "process cpu µs", "added process cpu µs",
+               "trodo ÷ this (added wall / process cpu)", "trodo ÷ faster peer (wall / cpu)",
+               "spans at sink / calls"]  # fmt: skip
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for mode, contenders in results.items():
+        ours = contenders.get("trodo_trace", {})
+        peers = [contenders[p] for p in PEERS if "added_wall_us" in contenders.get(p, {})]
+        versus = ""
+        if peers and "added_wall_us" in ours:
+            versus = " / ".join(
+                f"{ours['added_' + key] / min(p['added_' + key] for p in peers):.2f}"
+                if min(p["added_" + key] for p in peers) > 0
+                else "-"
+                for key in ("wall_us", "proc_us")
+            )
+        for name, r in contenders.items():
+            if "wall_us" not in r:
+                lines.append(
+                    f"| {mode} | {LABELS[name]} | failed: {r.get('error', '?')[:90]} |"
+                    + " |" * (len(headers) - 3)
+                )
+                continue
+            ratio = ""
+            if name in PEERS and "added_wall_us" in ours:
+                ratio = " / ".join(
+                    f"{ours['added_' + key] / r['added_' + key]:.2f}" if r.get("added_" + key, 0) > 0 else "-"
+                    for key in ("wall_us", "proc_us")
+                )
+            spans = f"{r['spans']:,} / {r['calls']:,}" if name != "none" else "-"
+            lines.append(
+                f"| {mode} | {LABELS[name]} | {r['wall_us']:.0f} | {r.get('added_wall_us', 0):.0f} | "
+                f"{r['proc_us']:.0f} | {r.get('added_proc_us', 0):.0f} | {ratio} | "
+                f"{versus if name == 'trodo_trace' else ''} | {spans} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", action="store_true", help="create the peers' virtualenvs and exit")
+    parser.add_argument("--runs", type=int, default=500, help="calls per timed repeat")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repeats per process")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed calls first")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per contender and mode, alternating")
+    parser.add_argument("--only", nargs="+", choices=list(SETUP), help="default: all that are installed")
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    args = parser.parse_args(argv)
+    if args.setup:
+        setup()
+        return 0
+    names = args.only or list(SETUP)
+    missing = [name for name in names if not PYTHONS[name].exists()]
+    for name in missing:
+        print(f"skipping {name}: {PYTHONS[name]} not found (run with --setup)", file=sys.stderr)
+    names = [name for name in names if name not in missing]
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    results = measure(names, args.runs, args.repeat, args.warmup, args.rounds)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        version = next((r["openai"] for r in results["create"].values() if "openai" in r), "?")
+        print(
+            f"openai {version} chat.completions.create against FakeOpenAI on 127.0.0.1, non-streaming and "
+            f"streaming: {args.runs} calls x {args.repeat} repeats x {args.rounds} rounds (best repeat), "
+            f"OTLP/HTTP to a loopback sink"
+        )
+        print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
