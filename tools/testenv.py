@@ -45,6 +45,9 @@ OLDEST_VENV = MATRIX_VENVS / "oldest"
 #: Test modules that need an extra (frameworks, Jupyter, web stacks): not in the oldest core env.
 NEEDS_EXTRAS = (
     "tests/interop",
+    "tests/test_docs_examples.py",  # the pages use every extra (frameworks, httpx, providers)
+    "tests/test_docstrings.py",
+    "tests/test_typing.py",  # mypy is a dev tool
     "tests/test_langchain.py",
     "tests/test_langchain_context.py",
     "tests/test_langchain_fakes.py",

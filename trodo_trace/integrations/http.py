@@ -93,8 +93,11 @@ def instrument_httpx() -> None:
 
 
 def uninstrument_httpx() -> None:
-    """Undo :func:`instrument_httpx`."""
-    httpx = _require("httpx", "uninstrument_httpx")
+    """Undo :func:`instrument_httpx` (nothing to undo when httpx is not installed)."""
+    try:
+        httpx = _require("httpx", "uninstrument_httpx")
+    except ImportError:
+        return
     _unpatch(httpx.Client)
     _unpatch(httpx.AsyncClient)
 
