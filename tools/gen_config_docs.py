@@ -37,6 +37,7 @@ UNSET_MEANS = {
     "headers": "—",
     "service_name": "`unknown_service:python` (OpenTelemetry's: the executable's name)",
     "store_path": "`./.trodo/trodo.db`",
+    "store_max_age_days": "— (no age limit)",
     "mask": "—",
     "pricing": "the bundled table",
     "tracer_provider": "—",

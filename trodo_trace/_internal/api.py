@@ -53,6 +53,8 @@ def init(
     headers: Mapping[str, str] | str | None = None,
     service_name: str | None = None,
     store_path: str | None = None,
+    store_max_bytes: int | None = None,
+    store_max_age_days: float | None = None,
     enabled: bool | None = None,
     capture_content: bool | None = None,
     max_value_length: int | None = None,

@@ -7,6 +7,7 @@ application thread except :meth:`Runtime.on_end` (a few dict reads and a deque a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import threading
@@ -26,6 +27,7 @@ from .core.values import to_json
 
 if TYPE_CHECKING:
     from .export.delivery import SignalDelivery
+    from .store.spill import StoreSpill
 
 # The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
 # built (``init()`` or the first span), not at ``import trodo_trace``.
@@ -79,6 +81,7 @@ class Runtime:
         self.wake_on_run_end: bool = in_ipython()
         self.started_counter = Counter()
         self.store_path = _store_path(config)
+        self.store_spill: StoreSpill | None = None  # set by _build_exporter for the local store
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
         # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
@@ -88,6 +91,8 @@ class Runtime:
         hooks: dict[str, Any] = {"on_shutdown": on_shutdown}
         if self.span_delivery is not None:
             hooks.update(self.span_delivery.pipeline_hooks())
+        if self.store_spill is not None:
+            hooks.update(self.store_spill.pipeline_hooks())
         self.pipeline = Pipeline(
             export,
             convert=self.convert_spans,
@@ -104,6 +109,8 @@ class Runtime:
             self.span_delivery.max_buffer_bytes = config.max_queue_bytes
             self.span_delivery.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
+        if self.store_spill is not None:
+            self.extensions.append(self.store_spill)
         self._dropped_at_flush = 0
 
     def convert_spans(self, batch: list[Any]) -> list[Any]:
@@ -320,9 +327,30 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
         from .export.otlp import span_export
 
         return span_export(runtime)
+    from .export.hub import new_owner
+    from .export.spool import Spool
     from .store.local import LocalStore, LocalStoreExporter
+    from .store.spill import StoreSpill
 
-    exporter = LocalStoreExporter(LocalStore(runtime.store_path))
+    store = LocalStore(runtime.store_path)
+    exporter = LocalStoreExporter(
+        store, max_bytes=config.store_max_bytes, max_age_days=config.store_max_age_days
+    )
+    if config.spool_max_bytes > 0:
+        # Spans the writer cannot take yet wait in a spool of this store's own (never sent anywhere).
+        root = (
+            Path(config.spool_dir).expanduser() if config.spool_dir else runtime.store_path.parent / "spool"
+        )
+        key = hashlib.sha256(str(runtime.store_path).encode()).hexdigest()[:16]
+        spool = Spool(
+            root.absolute() / f"store-{key}",
+            config.spool_max_bytes,
+            new_owner(),
+            f"local store {runtime.store_path}",
+        )
+        runtime.store_spill = StoreSpill(
+            store, spool, runtime.convert_spans, batch_size=config.max_export_batch_size
+        )
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
 
 
