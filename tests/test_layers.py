@@ -24,6 +24,7 @@ RANKS = {
     "propagation": 3,
     "api": 4,
     "events": 5,
+    "transfer": 6,
 }
 TOP = 9  # outside _internal (callbacks, integrations, cli, testing) and the CLI's demo
 

@@ -261,6 +261,7 @@ def test_run_row_round_trips(filled):
         "metadata": {"plan": "pro"},
         "service_name": "svc-test",
         "cost_incomplete": False,
+        "closed_early": False,
     }
 
 

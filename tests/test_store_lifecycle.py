@@ -256,7 +256,7 @@ def test_burst_that_outruns_the_writer_spills_to_the_spool_and_every_span_is_sto
     blocker.execute("BEGIN IMMEDIATE")
 
     def work(worker: int) -> None:
-        for index in range(200):
+        for _index in range(200):
             trodo.wrap_agent(
                 f"burst-{worker}",
                 lambda run: [trodo.tool("a")(len)("x"), trodo.tool("b")(len)("yy")],

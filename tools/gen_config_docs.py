@@ -35,7 +35,7 @@ UNSET_MEANS = {
     "traces_endpoint": "— (`endpoint` + `/v1/traces`)",
     "logs_endpoint": "— (`endpoint` + `/v1/logs`)",
     "headers": "—",
-    "service_name": "`unknown_service:python` (OpenTelemetry's: the executable's name)",
+    "service_name": "the script's name (`worker` for `python worker.py`; the package for `python -m pkg`), else `unknown_service:python`",
     "store_path": "`./.trodo/trodo.db`",
     "store_max_age_days": "— (no age limit)",
     "mask": "—",

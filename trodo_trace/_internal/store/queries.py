@@ -14,14 +14,21 @@ from .writer import loads
 #: The shortest run id prefix ``show`` and the other commands accept.
 MIN_PREFIX = 6
 
+#: Runs with ``closed_early``: the root span says a generator's caller stopped it before the end.
+RUNS = (
+    "(SELECT r.*, (SELECT json_extract(s.attributes, '$.\"trodo.generator.closed_early\"') FROM spans s"
+    " WHERE s.trace_id = r.trace_id AND s.span_id = r.root_span_id) AS closed_early FROM runs r)"
+)
+
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 
 
 def run_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
     data["metadata"] = loads(data.get("metadata"))
-    if "cost_incomplete" in data:
-        data["cost_incomplete"] = bool(data["cost_incomplete"])
+    for flag in ("cost_incomplete", "closed_early"):
+        if flag in data:
+            data[flag] = bool(data[flag])
     return data
 
 
@@ -51,7 +58,7 @@ class Queries:
     ) -> list[sqlite3.Row]:
         """``SELECT *`` with equality filters (None means no filter), ordering and limit."""
         used = {column: value for column, value in filters.items() if value is not None}
-        sql = f"SELECT * FROM {table}"
+        sql = f"SELECT * FROM {RUNS if table == 'runs' else table}"
         if used:
             sql += " WHERE " + " AND ".join(f"{column} = ?" for column in used)
         params = list(used.values())
@@ -96,7 +103,7 @@ class Queries:
             tests = " OR ".join(f"json_extract(attributes, '$.\"{key}\"') = ?" for key in _MODEL_KEYS)
             where.append(f"run_id IN (SELECT run_id FROM spans WHERE {tests})")
             params.extend([model] * len(_MODEL_KEYS))
-        sql = "SELECT * FROM runs"
+        sql = f"SELECT * FROM {RUNS}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_ns DESC, run_id DESC"
@@ -134,7 +141,7 @@ class Queries:
         matches = self.resolve_run_ids(run_id)
         if len(matches) != 1:
             return None
-        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (matches[0],))
+        rows = self._query(f"SELECT * FROM {RUNS} WHERE run_id = ?", (matches[0],))
         return run_dict(rows[0]) if rows else None
 
     def get_spans(self, run_id: str) -> list[dict[str, Any]]:
@@ -148,8 +155,14 @@ class Queries:
         return [span_dict(row) for row in rows]
 
     def sub_runs(self, run_id: str) -> list[dict[str, Any]]:
-        """Runs whose parent run is ``run_id``, newest first."""
-        rows = self._select("runs", {"parent_run_id": run_id}, "start_ns DESC, run_id DESC")
+        """Runs whose parent run is ``run_id``, newest first; ``parent_span_id`` is the span of the
+        parent run that was current when each started (the parent of its root span)."""
+        rows = self._query(
+            f"SELECT r.*, (SELECT s.parent_span_id FROM spans s WHERE s.trace_id = r.trace_id"
+            f" AND s.span_id = r.root_span_id) AS parent_span_id FROM {RUNS} r WHERE r.parent_run_id = ?"
+            " ORDER BY r.start_ns DESC, r.run_id DESC",
+            (run_id,),
+        )
         return [run_dict(row) for row in rows]
 
     def conversation_runs(self, conversation_id: str) -> list[dict[str, Any]]:
@@ -170,12 +183,12 @@ class Queries:
     ) -> Iterator[dict[str, Any]]:
         """Runs oldest first (all of them, or one), paged so memory stays small."""
         if run_id is not None:
-            rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            rows = self._query(f"SELECT * FROM {RUNS} WHERE run_id = ?", (run_id,))
             yield from (run_dict(row) for row in rows)
             return
         last: tuple[int, str] = (-(2**63), "")
         while True:
-            sql = "SELECT * FROM runs WHERE (COALESCE(start_ns, 0), run_id) > (?, ?)"
+            sql = f"SELECT * FROM {RUNS} WHERE (COALESCE(start_ns, 0), run_id) > (?, ?)"
             params: list[Any] = [*last]
             if since_ns is not None:
                 sql += " AND start_ns >= ?"
