@@ -13,6 +13,7 @@ import argparse
 import datetime as _dt
 import importlib
 import json
+import logging
 import os
 import pathlib
 import re
@@ -87,7 +88,7 @@ def _moment(text: str) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return int(moment.timestamp() * 1e9)
+    return max(-(2**63), min(int(moment.timestamp() * 1e9), 2**63 - 1))  # SQLite's integers
 
 
 def _add_listing(parser: argparse.ArgumentParser) -> None:
@@ -399,6 +400,13 @@ def _cmd_push(store: LocalStore, args: argparse.Namespace) -> int:
         options["protocol"] = args.protocol
     if args.header:
         options["headers"] = ",".join(args.header)
+    # The export path's own log lines are collected: a failed push is reported in one line below.
+    notes: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: notes.append(record.getMessage())  # type: ignore[method-assign]
+    sdk_logger = logging.getLogger("trodo_trace")
+    sdk_logger.addHandler(handler)
+    propagate, sdk_logger.propagate = sdk_logger.propagate, False
     try:
         result = push(
             store,
@@ -410,6 +418,12 @@ def _cmd_push(store: LocalStore, args: argparse.Namespace) -> int:
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc), 2) from None
+    finally:
+        sdk_logger.removeHandler(handler)
+        sdk_logger.propagate = propagate
+    if not result.error:
+        for note in dict.fromkeys(notes):
+            _echo(f"note: {note}", file=sys.stderr)
     summary = (
         f"Pushed {result.runs} runs ({result.spans} spans) and {result.events} events to {args.endpoint}"
     )
