@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 WORKERS ?= 2
 export TRODO_TEST_WORKERS := $(WORKERS)
 
-.PHONY: demo setup test test-default test-matrix test-oldest test-latest lint lock relock bench bench-export interop-env clean
+.PHONY: demo setup test test-default test-matrix test-oldest test-latest lint lock relock bench bench-export bench-store interop-env clean
 
 setup:
 	@$(ENV) setup >/dev/null
@@ -56,6 +56,11 @@ relock:
 # BENCH_ARGS=--quick for small counts.
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/store_write.py
+
+# The local store's write throughput alone (spans/s, batches of 512).
+bench-store: setup
+	$(PY) bench/store_write.py
 
 bench-export: setup
 	$(PY) bench/export.py
