@@ -64,7 +64,8 @@ class SpanRebuilder:
         trace_id = int(row["trace_id"], 16)
         flags = TraceFlags(TraceFlags.SAMPLED)
         parent = row.get("parent_span_id")
-        attributes = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
+        stored = row.get("attributes")
+        attributes: dict[str, Any] = stored if isinstance(stored, dict) else {}
         events = [
             Event(
                 str(event.get("name")),
@@ -149,7 +150,7 @@ def _hex_ids(value: Any) -> Any:
 
 
 def _otlp_json(message: Any) -> str:
-    from google.protobuf.json_format import MessageToDict
+    from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 
     return json.dumps(_hex_ids(MessageToDict(message)), ensure_ascii=False, separators=(",", ":"))
 
