@@ -164,8 +164,8 @@ def content_text(value: Any, limit: int = _CONTENT_LIMIT) -> str:
     """A captured value on one line: control characters stripped, cut at ``limit`` characters.
 
     Example:
-        >>> content_text('{"q": "rain\\u001b[31m?"}\n', limit=12)
-        '{"q": "rain…'
+        >>> content_text("rain\\x1b[31m  and\\n  wind " * 3, limit=24)
+        'rain[31m and wind rain[…'
     """
     text = value if isinstance(value, str) else str(value)
     return _one_line(terminal_safe(text).replace("\x1b", ""), limit)

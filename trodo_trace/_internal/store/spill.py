@@ -13,6 +13,8 @@ The spool is given (an object with ``put``, ``files`` and ``claim``: :class:`..e
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import time
 from collections import deque
@@ -63,6 +65,9 @@ class StoreSpill:
 
     def after_fork_in_child(self) -> None:
         self._init_state()
+        renew = getattr(self.spool, "after_fork_in_child", None)
+        if renew is not None:  # the child's files carry its own mark (the spool's name format)
+            renew(f"{os.getpid():x}x{secrets.token_hex(4)}")
 
     def pipeline_hooks(self) -> dict[str, Any]:
         """Keyword arguments for the store's :class:`~..export.pipeline.Pipeline`."""
