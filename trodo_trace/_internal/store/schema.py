@@ -98,12 +98,11 @@ def check(conn: sqlite3.Connection, path: object) -> int:
 
 
 def migrate(conn: sqlite3.Connection, path: object, *, create: bool) -> None:
-    """Bring the file to :data:`SCHEMA_VERSION` (each step in its own transaction)."""
+    """Bring the file to :data:`SCHEMA_VERSION` (each step in its own transaction). An empty file
+    (a store another process is creating this instant, or an empty file) gets the schema."""
     version = check(conn, path)
     if version == SCHEMA_VERSION:
         return
-    if version == 0 and not create and not _tables(conn):
-        raise StoreNotUnderstood(f"{path} is empty, not a trodo_trace store")
     if version == 0 and not _tables(conn):
         # Only an empty file can take this; it lets retention give freed pages back to the disk.
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
