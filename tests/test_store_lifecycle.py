@@ -245,6 +245,7 @@ def test_retention_options_resolve_from_arguments_and_environment(monkeypatch):
 
 
 # -- no drops ------------------------------------------------------------------------------------
+@pytest.mark.serial  # a bounded wait (flush) after loading the machine with four threads
 def test_burst_that_outruns_the_writer_spills_to_the_spool_and_every_span_is_stored(tmp_path):
     """The store is locked by another connection while 4 threads end 2,400 spans into a 64-span
     queue: the overflow waits in the spool, and after flush() every span is in the store."""
