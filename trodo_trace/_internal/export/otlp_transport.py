@@ -6,8 +6,10 @@
 * ``grpc``: a unary call with the already-encoded request bytes to ``.../Export`` on a ``grpcio``
   channel of our own (no retry policy configured on the channel).
 
-Encoding is OpenTelemetry's (``encode_spans`` / ``encode_logs`` of
-``opentelemetry-exporter-otlp-proto-common``); the bytes are what the spool keeps. The stock
+Spans are encoded by :mod:`.encode` (trodo's spans written straight to OTLP bytes; a user's
+provider's ``ReadableSpan`` objects by OpenTelemetry's ``encode_spans``), log records by
+OpenTelemetry's ``encode_logs`` of ``opentelemetry-exporter-otlp-proto-common``; the bytes are what
+the spool keeps. The stock
 exporters are not used: their single-request pieces are private and change between releases.
 There is exactly one retry policy, ours (:mod:`.delivery`): a sender only reports what one
 attempt did, as an :class:`Attempt`.
@@ -118,13 +120,18 @@ def count_items(signal: str, body: bytes) -> int | None:
 
 
 def _encoder(signal: str) -> Any:
+    """``items -> bytes`` for ``signal``."""
     if signal == "traces":
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+        from .encode import encode_request
 
-        return encode_spans
+        return encode_request
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-    return encode_logs
+    def encode(items: Sequence[Any]) -> bytes:
+        body: bytes = encode_logs(items).SerializePartialToString()
+        return body
+
+    return encode
 
 
 def _excerpt(data: bytes | str) -> str:
@@ -148,8 +155,8 @@ class Sender:
         self._secrets = sorted(values | {repr(v)[1:-1] for v in values}, key=len, reverse=True)
 
     def encode(self, items: Sequence[Any]) -> bytes:
-        """The OTLP request for ``items`` (``ReadableSpan`` or log records), serialised."""
-        body: bytes = self._encode(items).SerializePartialToString()
+        """The OTLP request for ``items`` (encoded spans, ``ReadableSpan`` or log records), serialised."""
+        body: bytes = self._encode(items)
         return body
 
     def send(self, body: bytes, timeout: float) -> Attempt:

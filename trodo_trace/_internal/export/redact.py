@@ -84,7 +84,17 @@ def is_secret_key(key: str) -> bool:
         >>> [is_secret_key(k) for k in ("user_password", "Authorization", "max_tokens", "input.value")]
         [True, True, False, False]
     """
-    return _SECRET_KEY.search(key) is not None
+    known = _SECRET_KEYS_SEEN.get(key)
+    if known is None:
+        known = _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEYS_SEEN) >= 4096:
+            _SECRET_KEYS_SEEN.clear()
+        _SECRET_KEYS_SEEN[key] = known
+    return known
+
+
+#: Attribute names repeat from span to span: each is matched against the pattern once.
+_SECRET_KEYS_SEEN: dict[str, bool] = {}
 
 
 def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
