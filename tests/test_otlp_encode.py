@@ -217,3 +217,34 @@ def test_a_value_that_cannot_be_an_attribute_is_dropped_alone():
     (sent,) = request.resource_spans[0].scope_spans[0].spans
     assert {kv.key for kv in sent.attributes} >= {"ok"}
     _compare(request, _sdk_request(ended))
+
+
+def test_batches_reuse_one_connection_and_a_retry_reuses_the_compressed_body():
+    """Keep-alive: many requests, one TCP connection; the gzip of a body is made once per body."""
+    from trodo_trace._internal.export.otlp import transport_options
+    from trodo_trace._internal.export.otlp_transport import make_sender
+
+    with OtlpReceiver("http", keep_bodies=True) as receiver:
+        trodo.init(endpoint=receiver.url, service_name="encode-test", compression="gzip")
+        options = transport_options(runtime_mod.get().config, "traces")
+        sender = make_sender("traces", options)
+        compressed = []
+        compress = sender._compress
+        sender._compress = lambda body: compressed.append(body) or compress(body)
+        writer = SpanWriter(runtime_mod.get().resource, SCOPE)
+        ended = []
+        runtime_mod.get().listeners.append(ended.append)
+        runtime_mod.get().pipeline.submit = lambda span: None
+        with trodo.tool("t"):
+            pass
+        body = encode_request([writer.span(ended[0])])
+        for _ in range(3):
+            assert sender.send(body, 5.0).ok
+        other = encode_request([writer.span(ended[0])])
+        assert sender.send(other, 5.0).ok
+        pools = sender._session.get_adapter(options.url).poolmanager.pools
+        assert [pools[key].num_connections for key in pools.keys()] == [1]
+        assert len(compressed) == 2
+        assert [r.items for r in receiver.requests] == [1, 1, 1, 1]
+        assert receiver.requests[0].headers.get("content-encoding") == "gzip"
+        sender.close()

@@ -244,39 +244,54 @@ class SpanWriter:
         self._pairs: dict[tuple[str, str], bytes] = {}
 
     def attributes(self, attributes: Mapping[str, Any], tag: bytes = _ATTRIBUTE) -> list[bytes]:
-        """Each attribute as a whole field (tag, length, ``KeyValue``); a bad one is left out alone."""
+        """Each attribute as a whole field (``tag``, length, ``KeyValue``); a bad one is left out
+        alone. Span attributes (the default tag) that are short strings come from the cache."""
+        if tag is not _ATTRIBUTE:
+            return [tag + encoded for encoded in self._key_values(attributes)]
         pairs = self._pairs
         out = []
         for key, value in attributes.items():
-            try:
-                if type(value) is str and len(value) <= _CACHE_VALUE_CHARS:
-                    cached = pairs.get((key, value))
-                    if cached is None:
-                        cached = self._string_pair(key, value)
-                    out.append(tag)
+            if type(value) is str and len(value) <= _CACHE_VALUE_CHARS:
+                cached = pairs.get((key, value))
+                if cached is not None:
                     out.append(cached)
                     continue
-                kind = type(value)
-                if kind is not int and kind is not float and kind is not bool and kind is not str:
-                    value = clean_value(value)
-                    if value is None:
-                        continue
-                payload = _key_bytes(key if type(key) is str else str(key)) + _any_value(value)
-                out.append(tag + _varint(len(payload)) + payload)
-            except Exception:
-                continue  # a key whose str() raises, say: that attribute only
+                encoded = self._key_value(key, value)
+                if encoded is None:
+                    continue
+                cached = _ATTRIBUTE + encoded
+                if type(key) is str:
+                    if len(pairs) >= _CACHE_ENTRIES:
+                        pairs.clear()
+                    pairs[(key, value)] = cached
+                out.append(cached)
+            else:
+                encoded = self._key_value(key, value)
+                if encoded is not None:
+                    out.append(_ATTRIBUTE + encoded)
         return out
 
-    def _string_pair(self, key: Any, value: str) -> bytes:
-        """Length + ``KeyValue`` of a short string attribute, kept for the next span."""
-        payload = _key_bytes(key if type(key) is str else str(key)) + _any_value(value)
-        encoded = _varint(len(payload)) + payload
-        pairs = self._pairs
-        if len(pairs) >= _CACHE_ENTRIES:
-            pairs.clear()
-        if type(key) is str:
-            pairs[(key, value)] = encoded
-        return encoded
+    def _key_values(self, attributes: Mapping[str, Any]) -> list[bytes]:
+        out = []
+        for key, value in attributes.items():
+            encoded = self._key_value(key, value)
+            if encoded is not None:
+                out.append(encoded)
+        return out
+
+    @staticmethod
+    def _key_value(key: Any, value: Any) -> bytes | None:
+        """Length + ``KeyValue`` of one attribute; ``None`` when it is left out (as the SDK path does)."""
+        try:
+            kind = type(value)
+            if kind is not str and kind is not int and kind is not float and kind is not bool:
+                value = clean_value(value)
+                if value is None:
+                    return None
+            payload = _key_bytes(key if type(key) is str else str(key)) + _any_value(value)
+        except Exception:
+            return None  # a key whose str() raises, say: that attribute only
+        return _varint(len(payload)) + payload
 
     def span(self, span: Any) -> EncodedSpan:
         """The OTLP ``Span`` bytes of a finished :class:`TrodoSpan` (validated as the SDK path does)."""

@@ -216,6 +216,9 @@ class HttpSender(Sender):
             headers["Content-Encoding"] = options.compression
         headers.update(options.headers)
         self._headers = headers
+        self._prepared: Any = None
+        self._settings: dict[str, Any] = {}
+        self._last: tuple[bytes, bytes] | None = None  # (body, compressed): a retry reuses it
 
     def _compress(self, body: bytes) -> bytes:
         # On OTLP protobuf, gzip level 1 gets within 0.4 points of level 6's ratio (7.5% vs 7.1% of
@@ -227,7 +230,12 @@ class HttpSender(Sender):
         return body
 
     def _send(self, body: bytes, timeout: float) -> Attempt:
-        data = self._compress(body)
+        last = self._last
+        if last is not None and last[0] is body:
+            data = last[1]
+        else:
+            data = self._compress(body)
+            self._last = (body, data)
         deadline = time.monotonic() + timeout
         try:
             response = self._post(data, timeout)
@@ -245,7 +253,21 @@ class HttpSender(Sender):
         return Attempt(False, retryable, str(status), retry_after, detail=_error_text(content))
 
     def _post(self, data: bytes, timeout: float) -> Any:
-        return self._session.post(self.options.url, data=data, headers=self._headers, timeout=timeout)
+        session = self._session
+        if session.cookies:  # a collector that sets cookies (sticky sessions) gets them back
+            return session.post(self.options.url, data=data, headers=self._headers, timeout=timeout)
+        # The request and its environment settings (proxies, CA bundle, .netrc) are prepared once:
+        # preparing them again for every request costs more CPU than the request itself.
+        if self._prepared is None:
+            import requests
+
+            self._prepared = session.prepare_request(
+                requests.Request("POST", self.options.url, headers=self._headers, data=b"")
+            )
+            self._settings = session.merge_environment_settings(self.options.url, {}, None, None, None)
+        request = self._prepared.copy()
+        request.prepare_body(data, None)
+        return session.send(request, timeout=timeout, **self._settings)
 
     def close(self) -> None:
         try:

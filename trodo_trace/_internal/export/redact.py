@@ -270,7 +270,10 @@ class Scrubber:
                 if isinstance(value, str):
                     attributes[key] = redact(value)
         if self.capture_content and self.redact is not None:
-            for key in [k for k in attributes if type(k) is str and is_secret_key(k)]:
+            known = _SECRET_KEYS_SEEN.get  # False for a name seen before that is no secret
+            for key in [
+                k for k in attributes if known(k) is not False and type(k) is str and is_secret_key(k)
+            ]:
                 attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
