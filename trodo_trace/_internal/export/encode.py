@@ -242,34 +242,55 @@ class SpanWriter:
     def __init__(self, resource: Any, scope: Any):
         self.envelope = Envelope(resource, scope)
         self._pairs: dict[tuple[str, str], bytes] = {}
+        self._ints: dict[tuple[str, int], bytes] = {}
 
     def attributes(self, attributes: Mapping[str, Any], tag: bytes = _ATTRIBUTE) -> list[bytes]:
         """Each attribute as a whole field (``tag``, length, ``KeyValue``); a bad one is left out
-        alone. Span attributes (the default tag) that are short strings come from the cache."""
+        alone. Span attributes (the default tag) that are short strings or integers come from the
+        cache; long text is written with its key's cached bytes."""
         if tag is not _ATTRIBUTE:
             return [tag + encoded for encoded in self._key_values(attributes)]
-        pairs = self._pairs
-        out = []
+        pairs, ints, keys = self._pairs, self._ints, _KEYS
+        out: list[bytes] = []
+        append = out.append
         for key, value in attributes.items():
-            if type(value) is str and len(value) <= _CACHE_VALUE_CHARS:
-                cached = pairs.get((key, value))
-                if cached is not None:
-                    out.append(cached)
+            kind = type(value)
+            if kind is str:
+                if len(value) <= _CACHE_VALUE_CHARS:
+                    cached = pairs.get((key, value))
+                    if cached is None:
+                        cached = self._remember(pairs, key, value)
+                    if cached:
+                        append(cached)
                     continue
-                encoded = self._key_value(key, value)
-                if encoded is None:
+                key_bytes = keys.get(key) if type(key) is str else None
+                if key_bytes is not None:
+                    data = value.encode() if value.isascii() else encodable(value).encode()
+                    inner = _STRING + _varint(len(data)) + data
+                    payload = key_bytes + _VALUE + _varint(len(inner)) + inner
+                    append(_ATTRIBUTE + _varint(len(payload)) + payload)
                     continue
-                cached = _ATTRIBUTE + encoded
-                if type(key) is str:
-                    if len(pairs) >= _CACHE_ENTRIES:
-                        pairs.clear()
-                    pairs[(key, value)] = cached
-                out.append(cached)
-            else:
-                encoded = self._key_value(key, value)
-                if encoded is not None:
-                    out.append(_ATTRIBUTE + encoded)
+            elif kind is int:
+                cached = ints.get((key, value))
+                if cached is None:
+                    cached = self._remember(ints, key, value)
+                if cached:
+                    append(cached)
+                continue
+            encoded = self._key_value(key, value)
+            if encoded is not None:
+                append(_ATTRIBUTE + encoded)
         return out
+
+    def _remember(self, cache: dict[Any, bytes], key: Any, value: Any) -> bytes:
+        """The whole field of one attribute, kept for the next span (``b""``: left out)."""
+        encoded = self._key_value(key, value)
+        field = _ATTRIBUTE + encoded if encoded is not None else b""
+        if type(key) is str:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[(key, value)] = field
+        return field
 
     def _key_values(self, attributes: Mapping[str, Any]) -> list[bytes]:
         out = []
