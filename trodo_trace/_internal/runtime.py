@@ -104,6 +104,13 @@ class Runtime:
             max_bytes=config.max_queue_bytes,
             **hooks,
         )
+        # OTLP export writes our spans' protobuf bytes directly (export.encode); the local store
+        # and dual export take the SDK's ReadableSpan.
+        self._span_writer: Any = None
+        if self.span_delivery is not None:
+            from .export.encode import SpanWriter
+
+            self._span_writer = SpanWriter(self.resource, SCOPE)
         if self.span_delivery is not None:
             self.span_delivery.item_size = span_bytes
             self.span_delivery.max_buffer_bytes = config.max_queue_bytes
@@ -114,16 +121,24 @@ class Runtime:
         self._dropped_at_flush = 0
 
     def convert_spans(self, batch: list[Any]) -> list[Any]:
-        """Finished spans as ``ReadableSpan`` (export thread): ours are scrubbed and converted, and
-        handed to the app's TracerProvider in dual export; spans from that provider pass as they are."""
+        """Finished spans ready to export (export thread): ours are scrubbed and converted (to OTLP
+        bytes for the OTLP export, else to ``ReadableSpan``), and handed to the app's TracerProvider
+        in dual export; spans from that provider pass as they are."""
         resource, scrubber = self.resource, self.scrubber
         scrub = scrubber.span if scrubber.active else None
+        write = self._span_writer.span if self._span_writer is not None else None
+        forward = self.forward_spans is not None
         out = []
         ours = []
         for item in batch:
             if isinstance(item, spans_mod.TrodoSpan):
                 if scrub is not None:
                     scrub(item)
+                if write is not None:
+                    out.append(write(item))
+                    if forward:
+                        ours.append(self._to_readable(item, resource, self._scope))
+                    continue
                 readable = self._to_readable(item, resource, self._scope)
                 ours.append(readable)
                 out.append(readable)

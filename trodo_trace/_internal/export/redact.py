@@ -84,7 +84,17 @@ def is_secret_key(key: str) -> bool:
         >>> [is_secret_key(k) for k in ("user_password", "Authorization", "max_tokens", "input.value")]
         [True, True, False, False]
     """
-    return _SECRET_KEY.search(key) is not None
+    known = _SECRET_KEYS_SEEN.get(key)
+    if known is None:
+        known = _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEYS_SEEN) >= 4096:
+            _SECRET_KEYS_SEEN.clear()
+        _SECRET_KEYS_SEEN[key] = known
+    return known
+
+
+#: Attribute names repeat from span to span: each is matched against the pattern once.
+_SECRET_KEYS_SEEN: dict[str, bool] = {}
 
 
 def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
@@ -260,7 +270,10 @@ class Scrubber:
                 if isinstance(value, str):
                     attributes[key] = redact(value)
         if self.capture_content and self.redact is not None:
-            for key in [k for k in attributes if type(k) is str and is_secret_key(k)]:
+            known = _SECRET_KEYS_SEEN.get  # False for a name seen before that is no secret
+            for key in [
+                k for k in attributes if known(k) is not False and type(k) is str and is_secret_key(k)
+            ]:
                 attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
