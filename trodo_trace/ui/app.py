@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import jinja2
 from markupsafe import Markup
@@ -277,7 +277,9 @@ class Dashboard:
     # -- the one write ------------------------------------------------------------------------------
     async def add_feedback(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        form = await request.form()
+        form = await _form(request)
+        if form is None:
+            return self._page(request, "error.html", 400, message="expected a form of at most 64 KB")
         token = str(form.get("token") or "")
         if not hmac.compare_digest(token, self.token):
             return self._page(request, "error.html", 403, message="the form expired: reload the page")
@@ -289,6 +291,19 @@ class Dashboard:
         except ValueError as exc:
             return self._page(request, "error.html", 400, message=str(exc))
         return RedirectResponse(run_url(run_id) + "#feedback", status_code=303)
+
+
+async def _form(request: Request, limit: int = 65536) -> dict[str, str] | None:
+    """The urlencoded form body (the only kind the page sends), or None if it is not one or too long."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in fields.items()}
 
 
 def write_feedback(store: Path, run_id: str, *, score: float | None, comment: str | None) -> None:
@@ -320,6 +335,7 @@ def create_app(store: str | Path, *, allowed_hosts: set[str] | None = None) -> S
     dashboard = Dashboard(Path(store))
     routes = [
         Route("/", dashboard.runs),
+        Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", status_code=301)),
         Route("/overview", dashboard.overview),
         Route("/events", dashboard.events),
         Route("/api/runs", dashboard.runs_since),
