@@ -54,7 +54,13 @@ def test_feedback_is_stored_as_an_event_and_a_feedback_row():
         (run_id, "00000000000000ab", "review", None, "correct", None, None),
     ]
     assert _event_rows(store) == [
-        ("trodo.feedback", "feedback", "user-42", run_id, '{"name":"feedback","score":1.0,"comment":"spot on"}'),
+        (
+            "trodo.feedback",
+            "feedback",
+            "user-42",
+            run_id,
+            '{"name":"feedback","score":1.0,"comment":"spot on"}',
+        ),
         (
             "trodo.feedback",
             "feedback",
@@ -130,7 +136,12 @@ def test_feedback_over_otlp_is_a_log_record_with_the_run_id():
         "trodo.event.category": "feedback",
         "trodo.run.id": "run-abc",
     }
-    assert any_value(records[0].body) == {"name": "feedback", "score": 0.5, "label": "partial", "comment": "ok-ish"}
+    assert any_value(records[0].body) == {
+        "name": "feedback",
+        "score": 0.5,
+        "label": "partial",
+        "comment": "ok-ish",
+    }
 
 
 def test_another_process_attaches_feedback_by_run_id(tmp_path):

@@ -14,7 +14,7 @@ import sys
 from urllib.parse import quote
 
 import pytest
-from ui_browser import browser_page, build_store, dashboard, wait_until
+from ui_browser import browser_page, build_store, dashboard
 
 pytestmark = pytest.mark.serial  # a browser and a server process each: heavy for the parallel part
 
@@ -37,14 +37,21 @@ def test_runs_list_filters_and_run_page_with_spans_and_sub_run_links(store, tmp_
     """Runs list with badges → filter by agent (state in the URL) → a run's waterfall → a span's chat
     messages → the sub-run link and back to the parent."""
     runs = _runs(store)
-    parent = next(r for r in runs if r["run_id"] == _runs(store, "parent_run_id IS NOT NULL")[0]["parent_run_id"])
+    parent = next(
+        r for r in runs if r["run_id"] == _runs(store, "parent_run_id IS NOT NULL")[0]["parent_run_id"]
+    )
     sub = _runs(store, "parent_run_id IS NOT NULL")[0]
     with dashboard(store) as url, browser_page() as page:
         page.goto(url + "/")
         rows = page.locator("tr.run-row")
         assert rows.count() == len(runs) == 4
-        assert [rows.nth(i).get_attribute("data-run-id") for i in range(4)] == [r["run_id"] for r in reversed(runs)]
-        assert page.locator("tr.run-row a.badge.conv").first.inner_text() in ("Conversation · 2", "Conversation · 1")
+        assert [rows.nth(i).get_attribute("data-run-id") for i in range(4)] == [
+            r["run_id"] for r in reversed(runs)
+        ]
+        assert page.locator("tr.run-row a.badge.conv").first.inner_text() in (
+            "Conversation · 2",
+            "Conversation · 1",
+        )
         badges = {page.locator(f'tr[data-run-id="{r["run_id"]}"] .badge.conv').inner_text() for r in runs[:3]}
         assert badges == {"Conversation · 2"}  # two turns; the sub-run is not a turn
         page.screenshot(path=str(tmp_path / "runs-list.png"), full_page=True)
@@ -80,7 +87,13 @@ def test_runs_list_filters_and_run_page_with_spans_and_sub_run_links(store, tmp_
         page.wait_for_selector("#span-panel .span-detail")
         panel = page.locator("#span-panel")
         roles = panel.locator("ol.chat li .role").all_inner_texts()
-        assert [r.split(" ·")[0].lower() for r in roles] == ["system", "user", "assistant", "tool", "assistant"]
+        assert [r.split(" ·")[0].lower() for r in roles] == [
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+        ]
         assert "lookup_order" in panel.locator(".tool-call").first.inner_text()
         assert "Your order A-17 ships tomorrow." in panel.inner_text()
         page.screenshot(path=str(tmp_path / "run-page.png"), full_page=True)
@@ -161,11 +174,13 @@ def test_feedback_from_the_page_and_new_runs_without_reload(tmp_path):
         page.wait_for_url(f"**/runs/{target['run_id']}#feedback")
         item = page.locator("#run-events .feedback-item")
         assert item.count() == 1
-        assert "👎" in item.inner_text() and "wrong city <b>bold</b>" in item.inner_text()
+        assert "▼ bad" in item.inner_text() and "wrong city <b>bold</b>" in item.inner_text()
         page.screenshot(path=str(tmp_path / "feedback.png"), full_page=True)
         conn = sqlite3.connect(store)
         try:
-            rows = conn.execute("SELECT run_id, name, score, comment FROM feedback WHERE comment LIKE 'wrong%'").fetchall()
+            rows = conn.execute(
+                "SELECT run_id, name, score, comment FROM feedback WHERE comment LIKE 'wrong%'"
+            ).fetchall()
         finally:
             conn.close()
         assert rows == [(target["run_id"], "feedback", 0.0, "wrong city <b>bold</b>")]
@@ -205,7 +220,9 @@ def test_hostile_store_executes_nothing(tmp_path):
         pages += [f"/runs/{r['run_id']}" for r in runs]
         pages += [f"/users/{quote(r['distinct_id'], safe='')}" for r in runs]
         pages += [f"/conversations/{quote(r['conversation_id'], safe='')}" for r in runs]
-        pages += [f"/?user={quote(r['distinct_id'], safe='')}&q={quote(HOSTILE_MARKERS[0])}" for r in runs[:1]]
+        pages += [
+            f"/?user={quote(r['distinct_id'], safe='')}&q={quote(HOSTILE_MARKERS[0])}" for r in runs[:1]
+        ]
         for index, path in enumerate(pages):
             response = page.goto(url + path)
             assert response is not None and response.status == 200, path

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,19 +91,12 @@ def browser_page(dark: bool = False) -> Iterator[object]:
             page.on("dialog", on_dialog)
             page.on(
                 "console",
-                lambda msg: msg.type in ("error", "warning")
-                and page.trodo_problems.append(f"console {msg.type}: {msg.text}"),  # type: ignore[attr-defined]
+                lambda msg: (
+                    msg.type in ("error", "warning")
+                    and page.trodo_problems.append(f"console {msg.type}: {msg.text}")
+                ),  # type: ignore[attr-defined]
             )
             page.on("pageerror", lambda exc: page.trodo_problems.append(f"page error: {exc}"))  # type: ignore[attr-defined]
             yield page
         finally:
             browser.close()
-
-
-def wait_until(predicate: object, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False

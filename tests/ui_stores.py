@@ -33,7 +33,9 @@ def normal(store: str) -> None:
     trodo.instrument_openai()
     with FakeOpenAI() as fake:
         client = OpenAI(base_url=fake.base_url, api_key="test-key", max_retries=0)
-        fake.reply(None, tool_calls=[{"name": "lookup_order", "arguments": {"order": "A-17"}, "id": "call_1"}])
+        fake.reply(
+            None, tool_calls=[{"name": "lookup_order", "arguments": {"order": "A-17"}, "id": "call_1"}]
+        )
         fake.reply("Your order A-17 ships tomorrow.", usage=(40, 9))
 
         @trodo.tool

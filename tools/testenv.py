@@ -71,6 +71,8 @@ NEEDS_EXTRAS = (
     "tests/test_providers_otel_genai.py",
     "tests/test_providers_switch.py",
     "tests/test_providers_wire.py",
+    "tests/test_ui_app.py",  # the dashboard: starlette, uvicorn, jinja2 (and playwright for the browser)
+    "tests/test_ui_browser.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used

@@ -53,10 +53,10 @@ def ui(port: int = 6007, *, store: str | os.PathLike[str] | None = None, host: s
     if not store_path.is_file():
         raise ValueError(f"no local store at {store_path} (run something traced first)")
     with _lock:
-        server = _servers.get((host, port))
+        server = _servers.get((host, port)) if port else None
         if server is None or not server.alive():
             server = start_in_thread(store_path, host=host, port=port)
-            _servers[(host, port)] = server
+            _servers[(host, server.port)] = server
     _show_link(server.url)
     return str(server.url)
 

@@ -89,6 +89,7 @@ def _templates() -> Jinja2Templates:
         cost=views.fmt_cost,
         tokens=views.fmt_tokens,
         pretty=views.pretty,
+        compact=views.compact,
         run_url=run_url,
         conversation_url=conversation_url,
         user_url=user_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,6 +70,12 @@ def pretty(value: Any, limit: int = 20_000) -> str:
             return value[:limit]
     text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+def compact(value: Any, limit: int = 2000) -> str:
+    """A value as one line of JSON (non-ASCII kept), cut at ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def exception_stack(span: Mapping[str, Any]) -> str | None:
@@ -147,7 +154,7 @@ def bar_chart(
             f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}">'
             f"<title>{_e(label)}: {_e(shown)}</title></rect>"
         )
-        if len(points) <= 16 or index % max(len(points) // 8, 1) == 0:
+        if index % max(math.ceil(len(points) / 7), 1) == 0:
             bars.append(
                 f'<text class="lbl" x="{x + step * 0.35:.1f}" y="{height - 6}" text-anchor="middle">'
                 f"{_e(label[-5:])}</text>"
