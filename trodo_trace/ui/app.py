@@ -130,7 +130,11 @@ class Dashboard:
         filters = queries.RunFilters.from_query(request.query_params)
 
         def body(conn: sqlite3.Connection) -> Response:
-            rows, more = queries.list_runs(conn, filters)
+            try:
+                rows, more = queries.list_runs(conn, filters)
+            except queries.QueryTooSlow as exc:
+                rows, more = [], False
+                filters.errors.append(str(exc))
             return self._page(
                 request,
                 "runs.html",
@@ -174,7 +178,9 @@ class Dashboard:
             spans = queries.get_spans(conn, run_id)
             subs = queries.sub_runs(conn, run_id)
             parent = queries.get_run(conn, run["parent_run_id"]) if run.get("parent_run_id") else None
-            waterfall = Markup(waterfall_html(run, spans, subs, parent, link=run_url))  # escapes its text
+            waterfall = Markup(
+                waterfall_html(run, spans, subs, parent, link=run_url, bodies=False)
+            )  # escapes its text
             return self._page(
                 request,
                 "run.html",

@@ -172,23 +172,56 @@ class RunFilters:
             clauses.append("r.duration_ms >= ?")
             params.append(min_duration)
         if self.model:
+            # A LIKE on the raw JSON first: json_extract runs only on spans that mention the model.
             keys = " OR ".join(f"json_extract(s.attributes, '$.\"{key}\"') = ?" for key in _MODEL_KEYS)
-            clauses.append(f"EXISTS (SELECT 1 FROM spans s WHERE s.run_id = r.run_id AND ({keys}))")
-            params.extend([self.model] * len(_MODEL_KEYS))
+            clauses.append(
+                "EXISTS (SELECT 1 FROM spans s WHERE s.run_id = r.run_id"
+                f" AND s.attributes LIKE ? ESCAPE '\\' AND ({keys}))"
+            )
+            params.extend([_like(self.model), *[self.model] * len(_MODEL_KEYS)])
         if self.q:
             clauses.append(
                 "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
+                " AND s.attributes LIKE ? ESCAPE '\\'"
                 " AND (COALESCE(json_extract(s.attributes, '$.\"input.value\"'), '') || ' ' ||"
                 " COALESCE(json_extract(s.attributes, '$.\"output.value\"'), '')) LIKE ? ESCAPE '\\')"
             )
-            params.append(_like(self.q))
+            params.extend([_like(self.q), _like(self.q)])
         return clauses, params
 
 
+#: Longest a runs-list query may take: a text or model filter that few runs match reads every span.
+QUERY_BUDGET_S = 5.0
+
+
+class QueryTooSlow(Exception):
+    """A list query ran out of its time budget (see :data:`QUERY_BUDGET_S`)."""
+
+
 def list_runs(conn: sqlite3.Connection, filters: RunFilters) -> tuple[list[dict[str, Any]], bool]:
-    """One page of runs and whether there is a next page."""
+    """One page of runs and whether there is a next page (:class:`QueryTooSlow` past the budget)."""
+    deadline = time.monotonic() + QUERY_BUDGET_S
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        return _list_runs(conn, filters)
+    except sqlite3.OperationalError as exc:
+        if "interrupt" in str(exc):
+            raise QueryTooSlow(
+                f"the filter read the store for over {QUERY_BUDGET_S:.0f} s without filling a page;"
+                " narrow it with a time range, an agent or a user"
+            ) from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _list_runs(conn: sqlite3.Connection, filters: RunFilters) -> tuple[list[dict[str, Any]], bool]:
     clauses, params = filters.where()
     sql = "SELECT r.* FROM runs r"
+    if (filters.min_cost or filters.min_duration) and not (filters.user or filters.conversation):
+        # A threshold on an unindexed column: one pass over the table and a top-N sort beats
+        # walking the start_ns index through every row when few runs pass.
+        sql += " NOT INDEXED"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     direction = "ASC" if filters.order == "asc" else "DESC"
@@ -290,12 +323,18 @@ def get_span(conn: sqlite3.Connection, run_id: str, span_id: str) -> dict[str, A
 
 def sub_runs(conn: sqlite3.Connection, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """Sub-runs of a run, oldest first, each with the span it hangs under (``parent_span_id``)."""
-    rows = conn.execute(
-        "SELECT r.*, s.parent_span_id AS parent_span_id FROM runs r LEFT JOIN spans s"
+    sql = (
+        "SELECT r.*, s.parent_span_id AS parent_span_id FROM runs r {hint} LEFT JOIN spans s"
         " ON s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
-        " WHERE r.parent_run_id = ? ORDER BY r.start_ns, r.run_id LIMIT ?",
-        (run_id, limit),
-    ).fetchall()
+        " WHERE r.parent_run_id = ? ORDER BY r.start_ns, r.run_id LIMIT ?"
+    )
+    try:
+        # Most runs have no parent: statistics then call this index useless, but it is the fast path.
+        rows = conn.execute(sql.format(hint="INDEXED BY runs_parent_run_id"), (run_id, limit)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such index" not in str(exc):
+            raise
+        rows = conn.execute(sql.format(hint=""), (run_id, limit)).fetchall()
     return [dict(row) for row in rows]
 
 
@@ -340,7 +379,7 @@ def conversation_runs(
     conn: sqlite3.Connection, conversation_id: str, limit: int = 1000
 ) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT * FROM runs WHERE conversation_id = ? ORDER BY start_ns, run_id LIMIT ?",
+        "SELECT * FROM runs WHERE conversation_id = ? ORDER BY start_ns + 0, run_id LIMIT ?",
         (conversation_id, limit),
     ).fetchall()
     return [dict(row) for row in rows]
@@ -349,7 +388,7 @@ def conversation_runs(
 def user_timeline(conn: sqlite3.Connection, distinct_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """A user's runs and events interleaved, newest first (``type``: ``run`` or ``event``)."""
     runs = conn.execute(
-        "SELECT * FROM runs WHERE distinct_id = ? ORDER BY start_ns DESC LIMIT ?", (distinct_id, limit)
+        "SELECT * FROM runs WHERE distinct_id = ? ORDER BY start_ns + 0 DESC LIMIT ?", (distinct_id, limit)
     ).fetchall()
     events = conn.execute(
         "SELECT * FROM events WHERE distinct_id = ? ORDER BY ts_ns DESC, id DESC LIMIT ?",

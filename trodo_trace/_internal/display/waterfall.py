@@ -206,12 +206,14 @@ def _attributes_table(attributes: Mapping[str, Any]) -> str:
     return f'<div class="tr-label-sm">attributes</div><table class="tr-attrs">{rows}</table>'
 
 
-def _span_body(span: Mapping[str, Any]) -> str:
+def _span_body(span: Mapping[str, Any], full: bool = True) -> str:
     attributes = span.get("attributes") or {}
     parts = [
         f'<div class="tr-meta">span <code>{_e(span.get("span_id"))}</code> · started '
         f"{_e(format_time(span.get('start_ns')))} · status {_e(span.get('status') or '-')}</div>"
     ]
+    if not full:
+        return parts[0]
     error = span_error(span)
     if error is not None:
         stack = next(
@@ -268,7 +270,7 @@ class _Cells:
     body: str
 
 
-def _span_cells(span: Mapping[str, Any]) -> _Cells:
+def _span_cells(span: Mapping[str, Any], full: bool = True) -> _Cells:
     attributes = span.get("attributes") or {}
     kind = str(span.get("kind") or "span")
     totals = "trodo.run.span_count" in attributes
@@ -286,7 +288,7 @@ def _span_cells(span: Mapping[str, Any]) -> _Cells:
         tokens_out=attributes.get(keys[1]),
         cost=_number(attributes.get(keys[2])),
         totals=totals,
-        body=_span_body(span),
+        body=_span_body(span, full),
     )
 
 
@@ -317,9 +319,10 @@ def _row(
     is_sub: bool,
     axis: tuple[int, int, int],
     link: Callable[[str], str],
+    bodies: bool,
 ) -> str:
     t0, total, now = axis
-    cells = _sub_run_cells(item, link) if is_sub else _span_cells(item)
+    cells = _sub_run_cells(item, link) if is_sub else _span_cells(item, bodies)
     start, end = item.get("start_ns"), item.get("end_ns")
     duration = (end - start) / 1e6 if start is not None and end is not None else None
     label = cells.label
@@ -439,10 +442,12 @@ def waterfall_html(
     notes: Iterable[str] = (),
     caption: str | None = None,
     link: Callable[[str], str] = anchor_link,
+    bodies: bool = True,
 ) -> str:
     """The run's waterfall as one self-contained HTML fragment (``caption``: a result shown above it;
     ``link``: the URL of another run, for sub-run and parent links — an anchor on the page by default,
-    ``/runs/<id>`` in the dashboard)."""
+    ``/runs/<id>`` in the dashboard; ``bodies=False``: an opened span row shows its id, start and
+    status only — the dashboard shows the rest in its span panel)."""
     notes = list(notes)
     now = time.time_ns()
     rows = _ordered_rows(run, spans, sub_runs)
@@ -457,7 +462,9 @@ def waterfall_html(
         rows = rows[:MAX_ROWS]
     run_id = str(run.get("run_id"))
     axis = (t0, total, now)
-    body = "".join(_row(item, depth, parent, is_sub, axis, link) for item, depth, parent, is_sub in rows)
+    body = "".join(
+        _row(item, depth, parent, is_sub, axis, link, bodies) for item, depth, parent, is_sub in rows
+    )
     if not rows:
         body = '<div class="tr-note">(no spans recorded for this run)</div>'
     columns = (
