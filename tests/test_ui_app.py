@@ -5,6 +5,7 @@ read-only store, and ``trodo.ui()`` in-process."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 import sqlite3
@@ -239,10 +240,18 @@ def test_cli_ui_without_a_store_is_a_clear_error(tmp_path, capsys):
 
 def test_trodo_ui_starts_once_in_a_thread_and_returns_its_url(store):
     """trodo.ui() serves the store in the background and returns the URL; a second call reuses it."""
-    address = trodo.ui(port=0, store=store)
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", address)
-    status, _, html = _get(address)
-    assert status == 200 and "support-bot" in html
-    assert trodo.ui(port=int(address.rsplit(":", 1)[1].strip("/")), store=store) == address
-    with pytest.raises(ValueError, match="no local store at"):
-        trodo.ui(port=0, store=store.parent / "missing.db")
+    ui_module = importlib.import_module("trodo_trace.ui")  # the package (trodo_trace.ui is the function)
+
+    try:
+        address = trodo.ui(port=0, store=store)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", address)
+        status, _, html = _get(address)
+        assert status == 200 and "support-bot" in html
+        assert trodo.ui(port=int(address.rsplit(":", 1)[1].strip("/")), store=store) == address
+        assert len(ui_module._servers) == 1
+        with pytest.raises(ValueError, match="no local store at"):
+            trodo.ui(port=0, store=store.parent / "missing.db")
+    finally:
+        for running in ui_module._servers.values():
+            running.stop()
+        ui_module._servers.clear()
