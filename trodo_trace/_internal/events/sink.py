@@ -8,8 +8,8 @@ de-duplication key, so a batch delivered twice is stored once.
 Wire format of one event (an OTLP ``LogRecord``):
 
 * ``event_name`` and attribute ``event.name``: the event name;
-* attributes ``trodo.distinct_id``, ``trodo.event.category``, ``trodo.event.id`` and, inside a
-  run, ``trodo.run.id``;
+* attributes ``trodo.distinct_id`` (always, except for feedback given without one),
+  ``trodo.event.category``, ``trodo.event.id`` and, inside a run (or for feedback), ``trodo.run.id``;
 * ``trace_id``/``span_id``: the span that was current when the event was tracked;
 * ``body``: the properties as an AnyValue key-value list (a JSON object);
 * severity ``INFO`` for ``track``; ``WARN``/``ERROR``/``FATAL`` for a ``server_error`` of
