@@ -160,6 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="write a demo run to the local store")
     sub.add_parser("status", help="show which store is used, and the state of the store and spool")
+    _add_ui_parser(sub)
     return parser
 
 
@@ -290,7 +291,21 @@ def _cmd_show(store: LocalStore, args: argparse.Namespace) -> int:
         return 0
     parent = store.get_run(run["parent_run_id"]) if run.get("parent_run_id") else None
     _echo(format_run_tree(run, spans, subs, parent, content=args.content))
+    _echo_feedback(store.path, run["run_id"])
     return 0
+
+
+def _echo_feedback(path: pathlib.Path, run_id: str) -> None:
+    """The run's feedback (``trodo.feedback``), one line each, under its tree."""
+    from trodo_trace._internal.display.render import format_time
+    from trodo_trace._internal.store.feedback import read_for_run
+
+    for item in read_for_run(path, run_id):
+        fields = [f"{key} {item[key]}" for key in ("score", "label") if item[key] is not None]
+        if item["distinct_id"]:
+            fields.append(f"by {item['distinct_id']}")
+        comment = f": {item['comment']}" if item["comment"] else ""
+        _echo(f"feedback {item['name']} ({', '.join(fields) or '-'}) {format_time(item['ts_ns'])}{comment}")
 
 
 def _cmd_conversation(store: LocalStore, args: argparse.Namespace) -> int:
@@ -467,8 +482,29 @@ _EXTERNAL_COMMANDS = {
 }
 
 
+# -- trodo-trace ui ------------------------------------------------------------------------------
+def _add_ui_parser(sub: Any) -> None:
+    ui = sub.add_parser("ui", help="serve the local dashboard over the store (http://127.0.0.1:6007)")
+    ui.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help="local store file")
+    ui.add_argument("--port", type=int, default=6007, help="port (default 6007; 0 picks a free one)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback)")
+    ui.add_argument("--open", action="store_true", help="open the dashboard in the default web browser")
+
+
+def _cmd_ui(args: argparse.Namespace, path: pathlib.Path) -> int:
+    try:
+        from trodo_trace.ui.server import serve
+    except ModuleNotFoundError as exc:
+        raise CommandError(f"the dashboard needs {exc.name}: pip install 'trodo-trace[ui]'") from None
+    if not path.is_file():
+        raise CommandError(f"no local store at {path} (run something traced first, or set TRODO_STORE)")
+    return serve(path, host=args.host, port=args.port, open_browser=args.open)
+
+
 def _run(args: argparse.Namespace) -> int:
     path = _store_path(args)
+    if args.command == "ui":
+        return _cmd_ui(args, path)
     if args.command == "status":
         _echo(f"Using store {path} ({_store_source(args, path)})")
         if path.exists():
