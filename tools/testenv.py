@@ -71,6 +71,10 @@ NEEDS_EXTRAS = (
     "tests/test_providers_otel_genai.py",
     "tests/test_providers_switch.py",
     "tests/test_providers_wire.py",
+    # Amazon Bedrock, Gemini / Vertex AI, OpenAI-compatible hosts
+    "tests/test_providers_bedrock.py",
+    "tests/test_providers_gemini.py",
+    "tests/test_providers_hosts.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used

@@ -41,6 +41,7 @@ from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
 from .integrations.providers import instrument_anthropic, instrument_openai
+from .integrations.providers import instrument_bedrock, instrument_gemini
 
 Span = TrodoSpan
 
@@ -63,6 +64,8 @@ __all__ = [
     "init",
     "install_asyncio_handler",
     "instrument_anthropic",
+    "instrument_bedrock",
+    "instrument_gemini",
     "instrument_httpx",
     "instrument_langchain",
     "instrument_llamaindex",

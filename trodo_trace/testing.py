@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
+from ._testing_bedrock import FakeBedrock
+from ._testing_gemini import FakeGemini
 
 __all__ = [
     "Capture",
@@ -35,6 +37,7 @@ __all__ = [
     "capture",
     "trodo_capture",
 ]
+__all__ += ["FakeBedrock", "FakeGemini"]
 
 
 @dataclass(frozen=True)
