@@ -40,8 +40,12 @@ from ._internal.propagation import RunContext, join_run, propagation_headers, ru
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
-from .integrations.providers import instrument_anthropic, instrument_openai
-from .integrations.providers import instrument_bedrock, instrument_gemini
+from .integrations.providers import (
+    instrument_anthropic,
+    instrument_bedrock,
+    instrument_gemini,
+    instrument_openai,
+)
 
 Span = TrodoSpan
 

@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 from ._testing_bedrock import FakeBedrock
 from ._testing_gemini import FakeGemini
+from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 
 __all__ = [
     "Capture",

@@ -125,7 +125,7 @@ def _read_body(result: Any) -> bytes | None:
     if body is None or not hasattr(body, "read"):
         return None
     try:
-        from botocore.response import StreamingBody
+        from botocore.response import StreamingBody  # type: ignore[import-untyped]
 
         data: bytes = body.read()
         result["body"] = StreamingBody(io.BytesIO(data), len(data))
@@ -309,7 +309,7 @@ def _invoke_response(call: C.Call, result: Any, data: bytes | None, model: str, 
         call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, summary)
         _embedding_cost(call)
         return
-    if body.get("type") == "message" or "stop_reason" in body and "content" in body:  # Anthropic
+    if body.get("type") == "message" or ("stop_reason" in body and "content" in body):  # Anthropic
         _response_id(call, result, body.get("id"))
         anthropic_format._response(call, body)
         call.usage(header_usage if C.get(body, "usage") is None else None)
