@@ -11,8 +11,12 @@ import pytest
 from provider_fakes import cost, fake_openai  # noqa: F401
 
 import trodo_trace as trodo
+from trodo_trace._internal.core.pricing import PricingTable
 from trodo_trace.integrations.providers.hosts import provider_for_url
 from trodo_trace.testing import capture
+
+#: A local model the pricing table does not know (on purpose: its run's cost stays incomplete).
+UNPRICED = "qwen3-8b-awq"
 
 
 @pytest.mark.parametrize(
@@ -106,13 +110,14 @@ def test_groq_call_is_named_and_priced(fake_openai):
 def test_unknown_local_model_leaves_the_cost_incomplete(fake_openai):
     """A local model the table does not know (through a named vLLM host): tokens counted, no cost,
     the run marked cost_incomplete; a priced call beside it still adds its cost."""
+    assert PricingTable.bundled().lookup(UNPRICED) is None
     trodo.init(provider_hosts=f"{fake_openai.url.removeprefix('http://')}=vllm")
     client = _client(fake_openai)
     fake_openai.reply("Local.", usage=(12, 3))
 
     @trodo.agent("local-bot")
     def bot():
-        client.chat.completions.create(model="qwen3-8b-awq", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model=UNPRICED, messages=[{"role": "user", "content": "hi"}])
         client.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
 
     with capture() as traces:
