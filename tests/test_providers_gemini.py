@@ -377,3 +377,40 @@ def test_counted_once_inside_an_llm_span_and_chats(gemini, fake_gemini):
             ],
         }
     ]
+
+
+def test_uninstrument_and_instrument_again(gemini, fake_gemini):
+    """After uninstrument the client's calls are not traced; instrument_gemini() covers the same client again."""
+    from trodo_trace.integrations import providers
+
+    with capture() as traces:
+        providers.uninstrument("gemini")  # (the runtime started by capture() instrumented it)
+        gemini.models.generate_content(model=MODEL, contents="untraced")
+        trodo.instrument_gemini()
+        gemini.models.generate_content(model=MODEL, contents="traced")
+    assert [messages_of(span.attributes)[0]["content"] for span in traces.spans] == ["traced"]
+
+
+def test_import_and_init_import_neither_boto3_nor_genai(tmp_path):
+    """import trodo_trace, its test kit and init() import neither botocore nor google-genai; each is
+    patched when the app imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trodo_trace as trodo, trodo_trace.testing\n"
+        "trodo.init(store_path=sys.argv[1])\n"
+        "assert 'botocore' not in sys.modules and 'google.genai' not in sys.modules, 'imported early'\n"
+        "from trodo_trace.integrations import providers\n"
+        "import boto3\n"
+        "assert 'bedrock' in providers.instrumented(), providers.instrumented()\n"
+        "from google import genai\n"
+        "assert {'bedrock', 'gemini'} <= providers.instrumented(), providers.instrumented()\n"
+        "trodo.shutdown()\n"
+        "assert not {'bedrock', 'gemini'} & providers.instrumented()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "t.db")], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "ok", done.stderr
