@@ -335,8 +335,19 @@ SDK_CALLS = {
         """
     ),
 }
-SDK_LOOP = MEASURE[MEASURE.index("for _ in range(WARMUP)") :].replace(
-    '"openai": openai.__version__', '"openai": VERSION'
+#: MEASURE's loop, with the calling thread's CPU time too (the cost the application's thread pays).
+SDK_LOOP = (
+    MEASURE[MEASURE.index("for _ in range(WARMUP)") :]
+    .replace('"openai": openai.__version__', '"openai": VERSION')
+    .replace(
+        "proc0 = time.perf_counter(), time.process_time()",
+        "proc0, thread0 = (\n        time.perf_counter(), time.process_time(), time.thread_time())",
+    )
+    .replace(
+        '"proc_us": (time.process_time() - proc0) / RUNS * 1e6,',
+        '"proc_us": (time.process_time() - proc0) / RUNS * 1e6,\n'
+        '                "thread_us": (time.thread_time() - thread0) / RUNS * 1e6,',
+    )
 )
 
 
@@ -380,14 +391,14 @@ def measure_sdk(sdk: str, runs: int, repeat: int, warmup: int, rounds: int) -> d
         for entry in results[mode].values():
             loops = entry.pop("loops")
             entry["calls"] = (warmup + runs * repeat) * rounds
-            for key in ("wall_us", "proc_us"):
+            for key in ("wall_us", "proc_us", "thread_us"):
                 values = [loop[key] for loop in loops]
                 if values:
                     entry[key] = min(values)
                     entry[key.replace("_us", "_median_us")] = statistics.median(values)
         base = results[mode]["none"]
         for entry in results[mode].values():
-            for key in ("wall_us", "proc_us"):
+            for key in ("wall_us", "proc_us", "thread_us"):
                 if key in entry and key in base:
                     entry["added_" + key] = entry[key] - base[key]
     return results
@@ -395,18 +406,19 @@ def measure_sdk(sdk: str, runs: int, repeat: int, warmup: int, rounds: int) -> d
 
 def render_sdk(sdk: str, results: dict[str, Any]) -> str:
     headers = ["mode", "contender", "wall µs/call", "added wall µs", "process cpu µs", "added process cpu µs",
-               "spans at sink / calls"]  # fmt: skip
+               "calling thread cpu µs", "added calling thread cpu µs", "spans at sink / calls"]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     label = {"none": "no tracing", "trodo_trace": f"trodo_trace (instrument_{sdk})"}
     for mode, contenders in results.items():
         for name, r in contenders.items():
             if "wall_us" not in r:
-                lines.append(f"| {mode} | {label[name]} | failed: {r.get('error', '?')[:90]} |" + " |" * 4)
+                lines.append(f"| {mode} | {label[name]} | failed: {r.get('error', '?')[:90]} |" + " |" * 6)
                 continue
             spans = f"{r['spans']:,} / {r['calls']:,}" if name != "none" else "-"
             lines.append(
                 f"| {mode} | {label[name]} | {r['wall_us']:.0f} | {r.get('added_wall_us', 0):.0f} | "
-                f"{r['proc_us']:.0f} | {r.get('added_proc_us', 0):.0f} | {spans} |"
+                f"{r['proc_us']:.0f} | {r.get('added_proc_us', 0):.0f} | {r['thread_us']:.0f} | "
+                f"{r.get('added_thread_us', 0):.0f} | {spans} |"
             )
     return "\n".join(lines)
 
