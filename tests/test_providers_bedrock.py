@@ -410,3 +410,16 @@ def test_clients_made_before_instrumenting_and_other_services(fake_bedrock):
     assert [span.name for span in traces.spans] == ["bedrock.converse"]
     trodo.instrument_bedrock()
     assert "bedrock" in providers.instrumented()
+
+
+def test_connection_refused_is_an_error_span(fake_bedrock):
+    """No server listening: botocore's EndpointConnectionError reaches the caller; the span is ERROR."""
+    client = _client(fake_bedrock)
+    fake_bedrock.stop()  # its port is now closed
+    with capture() as traces, pytest.raises(botocore.exceptions.EndpointConnectionError):
+        client.converse(modelId=NOVA, messages=MESSAGES)
+    span = traces.by_name("bedrock.converse")
+    assert (span.status, span.attributes["error.type"]) == (
+        "ERROR",
+        "botocore.exceptions.EndpointConnectionError",
+    )

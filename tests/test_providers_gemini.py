@@ -414,3 +414,15 @@ def test_import_and_init_import_neither_boto3_nor_genai(tmp_path):
         [sys.executable, "-c", code, str(tmp_path / "t.db")], capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_connection_refused_is_an_error_span(fake_gemini):
+    """No server listening: the transport's connection error reaches the caller; the span is ERROR."""
+    client = genai.Client(api_key="k", http_options={"base_url": fake_gemini.base_url})
+    fake_gemini.stop()  # its port is now closed
+    with capture() as traces, pytest.raises(Exception) as caught:
+        client.models.generate_content(model=MODEL, contents="hi")
+    span = traces.by_name("gemini.generate_content")
+    assert span.status == "ERROR"
+    assert span.attributes["error.type"].endswith(type(caught.value).__name__)
+    assert "Connect" in type(caught.value).__name__
