@@ -75,6 +75,7 @@ NEEDS_EXTRAS = (
     "tests/test_providers_bedrock.py",
     "tests/test_providers_gemini.py",
     "tests/test_providers_hosts.py",
+    "tests/test_providers_mixed_run.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
