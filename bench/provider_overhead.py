@@ -21,6 +21,11 @@ timed repeat of all rounds is kept.
 
 Run: ``.venv/bin/python bench/provider_overhead.py --setup`` once, then
 ``.venv/bin/python bench/provider_overhead.py [--runs 500]``.
+
+``--sdk bedrock`` / ``--sdk gemini`` measure the same way for boto3's ``converse`` /
+``converse_stream`` against ``FakeBedrock`` and google-genai's ``generate_content`` /
+``generate_content_stream`` against ``FakeGemini`` (trodo_trace beside no tracing; no peers).
+``--quick`` is a short run (100 calls x 2 repeats x 1 round).
 """
 
 from __future__ import annotations
@@ -266,6 +271,158 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- Amazon Bedrock and Gemini: trodo_trace beside the untraced call ---------------------------------
+SDK_WORKLOADS = {
+    "bedrock": textwrap.dedent(
+        """
+        import json, sys, time
+        import boto3
+        from botocore.config import Config
+
+        BASE, SINK, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+        RUNS, REPEAT, WARMUP = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+        VERSION = "boto3 " + boto3.__version__
+        """
+    ),
+    "gemini": textwrap.dedent(
+        """
+        import json, sys, time
+        from google import genai
+
+        BASE, SINK, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+        RUNS, REPEAT, WARMUP = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+        VERSION = "google-genai " + genai.__version__
+        """
+    ),
+}
+SDK_CALLS = {
+    "bedrock": textwrap.dedent(
+        """
+        client = boto3.client(
+            "bedrock-runtime", region_name="us-east-1", endpoint_url=BASE, aws_access_key_id="bench",
+            aws_secret_access_key="bench", config=Config(retries={"total_max_attempts": 1}),
+        )
+        KWARGS = dict(
+            modelId="us.amazon.nova-lite-v1:0",
+            system=[{"text": "You answer geography questions."}],
+            messages=[{"role": "user", "content": [{"text": "What is the capital of France?"}]}],
+            inferenceConfig={"temperature": 0.2},
+        )
+
+        def call():
+            if MODE == "stream":
+                for _ in client.converse_stream(**KWARGS)["stream"]:
+                    pass
+            else:
+                client.converse(**KWARGS)
+        """
+    ),
+    "gemini": textwrap.dedent(
+        """
+        client = genai.Client(api_key="bench", http_options={"base_url": BASE})
+        KWARGS = dict(
+            model="gemini-2.5-flash",
+            contents="What is the capital of France?",
+            config={"system_instruction": "You answer geography questions.", "temperature": 0.2},
+        )
+
+        def call():
+            if MODE == "stream":
+                for _ in client.models.generate_content_stream(**KWARGS):
+                    pass
+            else:
+                client.models.generate_content(**KWARGS)
+        """
+    ),
+}
+#: MEASURE's loop, with the calling thread's CPU time too (the cost the application's thread pays).
+SDK_LOOP = (
+    MEASURE[MEASURE.index("for _ in range(WARMUP)") :]
+    .replace('"openai": openai.__version__', '"openai": VERSION')
+    .replace(
+        "proc0 = time.perf_counter(), time.process_time()",
+        "proc0, thread0 = (\n        time.perf_counter(), time.process_time(), time.thread_time())",
+    )
+    .replace(
+        '"proc_us": (time.process_time() - proc0) / RUNS * 1e6,',
+        '"proc_us": (time.process_time() - proc0) / RUNS * 1e6,\n'
+        '                "thread_us": (time.thread_time() - thread0) / RUNS * 1e6,',
+    )
+)
+
+
+def measure_sdk(sdk: str, runs: int, repeat: int, warmup: int, rounds: int) -> dict[str, Any]:
+    """Per mode: the untraced call and trodo_trace's, best and median loop, added over the untraced."""
+    from trodo_trace.testing import FakeBedrock, FakeGemini
+
+    names = ["none", "trodo_trace"]
+    results: dict[str, Any] = {
+        mode: {name: {"loops": [], "spans": 0, "flushed": True} for name in names} for mode in MODES
+    }
+    fake_class = FakeBedrock if sdk == "bedrock" else FakeGemini
+    with OTLPSink() as sink, fake_class() as fake:
+        for _ in range(rounds):
+            for mode in MODES:
+                for name in names:
+                    code = SDK_WORKLOADS[sdk] + SETUP[name] + SDK_CALLS[sdk] + SDK_LOOP
+                    args = [fake.base_url, sink.url, mode, str(runs), str(repeat), str(warmup)]
+                    done = subprocess.run(
+                        [str(MAIN_PYTHON), "-c", code, *args],
+                        capture_output=True,
+                        text=True,
+                        timeout=1800,
+                        cwd=str(ROOT),
+                        env={
+                            "PATH": "/usr/bin:/bin",
+                            "TRODO_STORE": str(ROOT / "bench" / "results" / "bench.db"),
+                        },
+                    )
+                    fake.requests.clear()
+                    entry = results[mode][name]
+                    if done.returncode != 0:
+                        entry["error"] = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                        continue
+                    one = json.loads(done.stdout.strip().splitlines()[-1])
+                    entry["loops"] += one["loops"]
+                    entry["spans"] += sink.take()
+                    entry["flushed"] &= one["flushed"]
+                    entry["openai"] = one["openai"]
+    for mode in MODES:
+        for entry in results[mode].values():
+            loops = entry.pop("loops")
+            entry["calls"] = (warmup + runs * repeat) * rounds
+            for key in ("wall_us", "proc_us", "thread_us"):
+                values = [loop[key] for loop in loops]
+                if values:
+                    entry[key] = min(values)
+                    entry[key.replace("_us", "_median_us")] = statistics.median(values)
+        base = results[mode]["none"]
+        for entry in results[mode].values():
+            for key in ("wall_us", "proc_us", "thread_us"):
+                if key in entry and key in base:
+                    entry["added_" + key] = entry[key] - base[key]
+    return results
+
+
+def render_sdk(sdk: str, results: dict[str, Any]) -> str:
+    headers = ["mode", "contender", "wall µs/call", "added wall µs", "process cpu µs", "added process cpu µs",
+               "calling thread cpu µs", "added calling thread cpu µs", "spans at sink / calls"]  # fmt: skip
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    label = {"none": "no tracing", "trodo_trace": f"trodo_trace (instrument_{sdk})"}
+    for mode, contenders in results.items():
+        for name, r in contenders.items():
+            if "wall_us" not in r:
+                lines.append(f"| {mode} | {label[name]} | failed: {r.get('error', '?')[:90]} |" + " |" * 6)
+                continue
+            spans = f"{r['spans']:,} / {r['calls']:,}" if name != "none" else "-"
+            lines.append(
+                f"| {mode} | {label[name]} | {r['wall_us']:.0f} | {r.get('added_wall_us', 0):.0f} | "
+                f"{r['proc_us']:.0f} | {r.get('added_proc_us', 0):.0f} | {r['thread_us']:.0f} | "
+                f"{r.get('added_thread_us', 0):.0f} | {spans} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", action="store_true", help="create the peers' virtualenvs and exit")
@@ -275,7 +432,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="processes per contender and mode, alternating")
     parser.add_argument("--only", nargs="+", choices=list(SETUP), help="default: all that are installed")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    parser.add_argument("--sdk", choices=("openai", "bedrock", "gemini"), default="openai")
+    parser.add_argument("--quick", action="store_true", help="100 calls x 2 repeats x 1 round, 20 warm-up")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.repeat, args.rounds, args.warmup = 100, 2, 1, 20
+    if args.sdk != "openai":
+        (ROOT / "bench" / "results").mkdir(exist_ok=True)
+        sdk_results = measure_sdk(args.sdk, args.runs, args.repeat, args.warmup, args.rounds)
+        if args.json:
+            print(json.dumps(sdk_results, indent=2))
+            return 0
+        version = sdk_results["create"]["none"].get("openai", "?")
+        call = "converse / converse_stream" if args.sdk == "bedrock" else "generate_content / _stream"
+        print(
+            f"{version} {call} against the fake server on 127.0.0.1: {args.runs} calls x {args.repeat} "
+            f"repeats x {args.rounds} rounds (best repeat), OTLP/HTTP to a loopback sink"
+        )
+        print(render_sdk(args.sdk, sdk_results))
+        return 0
     if args.setup:
         setup()
         return 0

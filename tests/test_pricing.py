@@ -11,6 +11,7 @@ import pytest
 from trodo_trace._internal.core.pricing import ModelPrice, PricingTable
 
 PROVIDERS = {"openai", "anthropic", "google", "mistral", "cohere"}
+PROVIDERS |= {"amazon", "meta", "deepseek", "xai", "groq", "together"}  # Bedrock, OpenAI-compatible hosts
 EMBEDDING_MODELS = {
     "text-embedding-3-small",
     "text-embedding-3-large",
@@ -19,6 +20,7 @@ EMBEDDING_MODELS = {
     "codestral-embed",
     "embed-english-v3.0",
 }
+EMBEDDING_MODELS |= {"gemini-embedding-001", "titan-embed-text-v2"}
 REQUIRED_MODELS = {
     "openai": [
         "gpt-5",

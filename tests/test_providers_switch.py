@@ -38,7 +38,7 @@ def test_runtime_start_instruments_every_installed_sdk():
     assert not _patched(CHAT)
     with trodo.tool("t"):
         pass
-    assert providers.instrumented() == {"openai", "anthropic"}
+    assert {"openai", "anthropic"} <= providers.instrumented()  # and any other SDK already imported
     assert _patched(CHAT) and _patched(ASYNC_CHAT) and _patched(MESSAGES) and _patched(MESSAGES, "stream")
 
 
@@ -92,8 +92,8 @@ def test_explicit_functions_are_idempotent():
 
 def test_bad_values():
     """An unknown provider name raises ValueError naming the option; a bad environment value warns."""
-    with pytest.raises(ValueError, match="instrument: unknown provider 'gemini'"):
-        trodo.init(instrument=["gemini"])
+    with pytest.raises(ValueError, match="instrument: unknown provider 'watsonx'"):
+        trodo.init(instrument=["watsonx"])
     with pytest.raises(TypeError, match="instrument"):
         trodo.init(instrument=3)
     from trodo_trace._internal.config import _warned_env, resolve
@@ -101,7 +101,7 @@ def test_bad_values():
     _warned_env.discard("TRODO_INSTRUMENT")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        config = resolve({}, {"TRODO_INSTRUMENT": "openai,gemini"})
+        config = resolve({}, {"TRODO_INSTRUMENT": "openai,watsonx"})
     assert config.instrument is True
     assert "TRODO_INSTRUMENT" in str(caught[0].message)
 

@@ -59,6 +59,7 @@ PARSER_TYPES = {
     "_parse_pricing": "mapping or JSON file path",
     "_parse_any": "`TracerProvider`",
     "_parse_instrument": "bool, `none` or provider names",
+    "_parse_provider_hosts": "mapping or `host[:port]=provider,...`",
 }
 
 

@@ -73,6 +73,11 @@ NEEDS_EXTRAS = (
     "tests/test_providers_wire.py",
     "tests/test_ui_app.py",  # the dashboard: starlette, uvicorn, jinja2 (and playwright for the browser)
     "tests/test_ui_browser.py",
+    # Amazon Bedrock, Gemini / Vertex AI, OpenAI-compatible hosts
+    "tests/test_providers_bedrock.py",
+    "tests/test_providers_gemini.py",
+    "tests/test_providers_hosts.py",
+    "tests/test_providers_mixed_run.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used

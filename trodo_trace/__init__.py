@@ -41,7 +41,12 @@ from ._internal.propagation import RunContext, join_run, propagation_headers, ru
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
-from .integrations.providers import instrument_anthropic, instrument_openai
+from .integrations.providers import (
+    instrument_anthropic,
+    instrument_bedrock,
+    instrument_gemini,
+    instrument_openai,
+)
 from .ui import ui
 
 Span = TrodoSpan
@@ -66,6 +71,8 @@ __all__ = [
     "init",
     "install_asyncio_handler",
     "instrument_anthropic",
+    "instrument_bedrock",
+    "instrument_gemini",
     "instrument_httpx",
     "instrument_langchain",
     "instrument_llamaindex",

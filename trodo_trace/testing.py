@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._testing_bedrock import FakeBedrock
+from ._testing_gemini import FakeGemini
 from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "capture",
     "trodo_capture",
 ]
+__all__ += ["FakeBedrock", "FakeGemini"]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def init(
     capture_content: bool | None = None,
     max_value_length: int | None = None,
     instrument: bool | Sequence[str] | str | None = None,
+    provider_hosts: Mapping[str, str] | str | None = None,
     redact_secrets: bool | None = None,
     mask: Callable[[Any], Any] | None = None,
     pricing: Mapping[str, Any] | str | os.PathLike[str] | None = None,

@@ -157,13 +157,42 @@ def _parse_any(value: Any, name: str) -> Any:
     return value
 
 
+def _parse_provider_hosts(value: Any, name: str) -> dict[str, str]:
+    """``{"host[:port]": "provider"}``, or ``host[:port]=provider`` pairs separated by commas."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        pairs: dict[str, str] = {}
+        for index, part in enumerate(value.split(","), 1):
+            if not part.strip():
+                continue
+            host, sep, provider = part.partition("=")
+            if not sep or not host.strip() or not provider.strip():
+                raise ValueError(f"{name}: entry {index} ({part.strip()!r}) is not 'host[:port]=provider'")
+            pairs[host.strip().lower()] = provider.strip()
+        return pairs
+    if isinstance(value, Mapping):
+        checked: dict[str, str] = {}
+        for host, provider in value.items():
+            if not isinstance(host, str) or not host.strip():
+                raise ValueError(f"{name}: host names must be non-empty strings, got {host!r}")
+            if not isinstance(provider, str) or not provider.strip():
+                raise ValueError(
+                    f"{name}: the provider of {host!r} must be a non-empty string, got {provider!r}"
+                )
+            checked[host.strip().lower()] = provider.strip()
+        return checked
+    raise TypeError(f"{name} must be a mapping of host to provider or 'host=provider,...' text")
+
+
 def _parse_pricing(value: Any, name: str) -> Any:
     if value is None or isinstance(value, (Mapping, str, os.PathLike)):
         return value
     raise TypeError(f"{name} must be a mapping of model prices or a path to a JSON file")
 
 
-_PROVIDERS = ("openai", "anthropic")
+_PROVIDERS: tuple[str, ...] = ("openai", "anthropic")
+_PROVIDERS += ("bedrock", "gemini")
 
 
 def _parse_instrument(value: Any, name: str) -> bool | tuple[str, ...]:
@@ -270,6 +299,13 @@ OPTIONS: tuple[Option, ...] = (
         True,
         _parse_instrument,
         "Provider SDKs to trace: true (every installed one), false or 'none', or names ('openai,anthropic').",
+    ),
+    Option(
+        "provider_hosts",
+        ("TRODO_PROVIDER_HOSTS",),
+        None,
+        _parse_provider_hosts,
+        "More OpenAI-compatible hosts: {'gpu-box:8000': 'vllm'} or 'gpu-box:8000=vllm'.",
     ),
     Option("redact_secrets", ("TRODO_REDACT_SECRETS",), True, _parse_bool, "Redact API keys and tokens."),
     Option("mask", (), None, _parse_callable_or_none, "Callable applied to every captured value."),
@@ -409,6 +445,7 @@ class Config:
     capture_content: bool
     max_value_length: int
     instrument: bool | tuple[str, ...]
+    provider_hosts: dict[str, str] | None
     redact_secrets: bool
     mask: Callable[[Any], Any] | None
     pricing: Mapping[str, Any] | str | os.PathLike[str] | None

@@ -21,6 +21,8 @@ from ..._internal.core.errors import internal_error, log_once
 
 #: Provider name -> the SDK's top-level module.
 SUPPORTED: dict[str, str] = {"openai": "openai", "anthropic": "anthropic"}
+# Amazon Bedrock (botocore) and Gemini / Vertex AI (google-genai)
+SUPPORTED.update({"bedrock": "botocore", "gemini": "google.genai"})
 
 _lock = threading.RLock()
 #: Providers that should be patched (set by the runtime's configuration or an explicit call).
@@ -31,6 +33,7 @@ _active: set[str] = set()
 _hooked: set[str] = set()
 
 __all__ = ["SUPPORTED", "instrument", "instrument_anthropic", "instrument_openai", "uninstrument"]
+__all__ += ["instrument_bedrock", "instrument_gemini"]
 
 
 def _module(name: str) -> Any:
@@ -64,7 +67,7 @@ def instrument(name: str, *, required: bool = False) -> bool:
     if name not in SUPPORTED:
         raise ValueError(f"unknown provider {name!r}; supported: {', '.join(sorted(SUPPORTED))}")
     top = SUPPORTED[name]
-    installed = top in sys.modules or importlib.util.find_spec(top) is not None
+    installed = top in sys.modules or _findable(top)
     if not installed:
         if required:
             raise ImportError(f"instrument_{name}() needs the {name} SDK: pip install 'trodo-trace[{name}]'")
@@ -89,6 +92,13 @@ def instrument(name: str, *, required: bool = False) -> bool:
             _hooked.add(name)
             wrapt.register_post_import_hook(_on_import(name), top)
     return True
+
+
+def _findable(top: str) -> bool:
+    try:
+        return importlib.util.find_spec(top) is not None
+    except ImportError:  # a dotted name whose parent package is missing
+        return False
 
 
 def uninstrument(name: str | None = None) -> None:
@@ -156,6 +166,59 @@ def instrument_anthropic() -> None:
         [('anthropic.messages', 5)]
     """
     instrument("anthropic", required=True)
+
+
+# -- Amazon Bedrock, Gemini / Vertex AI --------------------------------------------------------
+def instrument_bedrock() -> None:
+    """Trace Amazon Bedrock calls made with boto3: ``bedrock-runtime``'s ``converse``,
+    ``converse_stream``, ``invoke_model`` and ``invoke_model_with_response_stream``, for clients
+    made before or after (idempotent). Other AWS services' calls are left alone.
+
+    Done automatically when tracing starts; call it when ``instrument`` narrowed or turned that off.
+
+    Raises:
+        ImportError: botocore or wrapt is not installed (``pip install 'trodo-trace[bedrock]'``).
+
+    Example:
+        >>> import boto3
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import FakeBedrock, capture
+        >>> trodo.instrument_bedrock()
+        >>> with FakeBedrock() as fake, capture() as traces:
+        ...     client = boto3.client(
+        ...         "bedrock-runtime", region_name="us-east-1", endpoint_url=fake.url,
+        ...         aws_access_key_id="test", aws_secret_access_key="test",
+        ...     )
+        ...     reply = client.converse(
+        ...         modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}]
+        ...     )
+        >>> [(span.name, span.attributes["gen_ai.provider.name"]) for span in traces.spans]
+        [('bedrock.converse', 'aws.bedrock')]
+    """
+    instrument("bedrock", required=True)
+
+
+def instrument_gemini() -> None:
+    """Trace ``google-genai`` calls: ``models.generate_content``, ``generate_content_stream`` and
+    ``embed_content``, sync and ``client.aio``, for Gemini API and Vertex AI clients (idempotent).
+
+    Done automatically when tracing starts; call it when ``instrument`` narrowed or turned that off.
+
+    Raises:
+        ImportError: google-genai or wrapt is not installed (``pip install 'trodo-trace[gemini]'``).
+
+    Example:
+        >>> from google import genai
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import FakeGemini, capture
+        >>> trodo.instrument_gemini()
+        >>> with FakeGemini() as fake, capture() as traces:
+        ...     client = genai.Client(api_key="test", http_options={"base_url": fake.base_url})
+        ...     reply = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        >>> [(span.name, span.attributes["gen_ai.provider.name"]) for span in traces.spans]
+        [('gemini.generate_content', 'gcp.gemini')]
+    """
+    instrument("gemini", required=True)
 
 
 # -- runtime hooks -------------------------------------------------------------------------------

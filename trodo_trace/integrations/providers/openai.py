@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from ..._internal.core import attrs as A
 from ..._internal.core.extract import extract_usage
 from . import _common as C
+from .hosts import provider_for_url
 
 PATCHES = C.Patches()
 
@@ -195,7 +196,11 @@ def _provider(instance: Any) -> tuple[str, str]:
     client = getattr(instance, "_client", None)
     if client is not None and type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
         return "azure.ai.openai", "azure"
-    return "openai", "openai"
+    # OpenAI-compatible hosts (Groq, DeepSeek, Ollama, ...): the provider the base URL names
+    base_url = getattr(client, "base_url", None)
+    if base_url is None:
+        return "openai", "openai"
+    return provider_for_url(str(base_url), getattr(C.runtime().config, "provider_hosts", None))
 
 
 def _request(call: C.Call, instance: Any, kwargs: dict[str, Any], operation: str) -> None:
