@@ -41,6 +41,7 @@ from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
 from .integrations.providers import instrument_anthropic, instrument_openai
+from .integrations.providers import instrument_cohere, instrument_litellm, instrument_mistral
 
 Span = TrodoSpan
 
@@ -83,3 +84,4 @@ __all__ = [
     "with_span",
     "wrap_agent",
 ]
+__all__ += ["instrument_cohere", "instrument_litellm", "instrument_mistral"]

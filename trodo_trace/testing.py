@@ -12,6 +12,7 @@ With pytest, the ``trodo_capture`` fixture gives the same object.
 
 ``FakeOpenAI`` and ``FakeAnthropic`` are local servers that speak those APIs (JSON, event streams,
 tool calls, error bodies), so an agent that calls the real SDKs can be tested offline.
+``FakeCohere`` and ``FakeMistral`` do the same for Cohere's v2 API and Mistral's API.
 """
 
 from __future__ import annotations
@@ -25,10 +26,16 @@ from typing import Any
 
 from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 
+# Cohere and Mistral fakes
+from ._testing_cohere import FakeCohere
+from ._testing_mistral import FakeMistral
+
 __all__ = [
     "Capture",
     "CapturedSpan",
     "FakeAnthropic",
+    "FakeCohere",
+    "FakeMistral",
     "FakeOpenAI",
     "FakeReply",
     "ReceivedRequest",

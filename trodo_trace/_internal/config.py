@@ -150,6 +150,7 @@ def _parse_pricing(value: Any, name: str) -> Any:
 
 
 _PROVIDERS = ("openai", "anthropic")
+_PROVIDERS += ("cohere", "mistral", "litellm")
 
 
 def _parse_instrument(value: Any, name: str) -> bool | tuple[str, ...]:
