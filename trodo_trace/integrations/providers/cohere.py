@@ -1,10 +1,11 @@
 """The ``cohere`` SDK's v2 client (``cohere.ClientV2`` / ``AsyncClientV2``): ``chat``,
 ``chat_stream``, ``embed`` and ``rerank``, sync and async.
 
-``chat``, ``embed`` and ``rerank`` are patched on the SDK's raw v2 client, which every v2 client
-(made before or after) and ``with_raw_response`` go through: the SDK copies a client's ``chat``
-method onto the instance when the client is made, so a patch of the public class would miss
-clients made before tracing started. ``chat_stream`` is patched on the public v2 client classes.
+The methods are patched on the SDK's raw v2 client, which every v2 client (made before or after)
+and ``with_raw_response`` go through: the SDK copies a client's ``chat`` and ``chat_stream``
+methods onto the instance when the client is made, so a patch of the public class would miss
+clients made before tracing started. A stream's span starts when the request is sent (the first
+iteration) and ends with the stream.
 
 A rerank is a ``retrieval`` span with OpenInference ``RERANKER`` attributes; its cost is the
 model's per-search price times the billed search units.
@@ -44,8 +45,8 @@ TARGETS = (
     ("cohere.v2.raw_client", "AsyncRawV2Client", "embed", "embed", True),
     ("cohere.v2.raw_client", "RawV2Client", "rerank", "rerank", False),
     ("cohere.v2.raw_client", "AsyncRawV2Client", "rerank", "rerank", True),
-    ("cohere.v2.client", "V2Client", "chat_stream", "stream", False),
-    ("cohere.v2.client", "AsyncV2Client", "chat_stream", "stream", True),
+    ("cohere.v2.raw_client", "RawV2Client", "chat_stream", "stream", False),
+    ("cohere.v2.raw_client", "AsyncRawV2Client", "chat_stream", "stream", True),
 )
 
 
@@ -70,17 +71,10 @@ def _wrapper(operation: str, is_async: bool) -> Callable[..., Any]:
     if operation == "stream":
 
         def stream_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            manager = wrapped(*args, **kwargs)
             if not C.should_trace():
-                return wrapped(*args, **kwargs)
-            call = _start(operation, kwargs)
-            try:
-                with C.use_call(call):
-                    generator = wrapped(*args, **kwargs)  # sent on the first iteration
-            except BaseException as exc:
-                call.error(exc)
-                call.end()
-                raise
-            return C.wrap_stream(generator, _stream_state(call), is_async)
+                return manager
+            return _stream_manager(manager, dict(kwargs), is_async)
 
         return stream_wrapper
 
@@ -138,6 +132,74 @@ def _finish(call: C.Call, operation: str, result: Any) -> Any:
     call.guard("response", _RESPONSE[operation], getattr(result, "data", result))
     call.end()
     return result
+
+
+def _stream_manager(manager: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
+    """The raw ``chat_stream`` is a context manager: entering it sends the request and gives a
+    response whose ``data`` iterates the events; the span sees them through a wrapped ``data``."""
+    import wrapt
+
+    def begin() -> C.Call:
+        return _start("stream", kwargs)
+
+    def attach(call: C.Call, response: Any) -> Any:
+        state = _stream_state(call)
+        status = getattr(response, "status_code", None)
+        call.set(C.HTTP_STATUS, status if isinstance(status, int) else None)
+        data = getattr(response, "_data", None)
+        if data is None:
+            state.finish()
+            return state
+        response._data = C.wrap_stream(data, state, is_async)
+        return state
+
+    if is_async:
+
+        class AsyncManager(wrapt.ObjectProxy):  # type: ignore[type-arg]
+            async def __aenter__(self) -> Any:
+                call = begin()
+                try:
+                    with C.use_call(call):
+                        response = await self.__wrapped__.__aenter__()
+                except BaseException as exc:
+                    call.error(exc)
+                    call.end()
+                    raise
+                self._self_state = attach(call, response)
+                return response
+
+            async def __aexit__(self, *exc: Any) -> Any:
+                try:
+                    return await self.__wrapped__.__aexit__(*exc)
+                finally:
+                    state = getattr(self, "_self_state", None)
+                    if state is not None:
+                        state.finish(exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None, closed_early=True)
+
+        return AsyncManager(manager)
+
+    class Manager(wrapt.ObjectProxy):  # type: ignore[type-arg]
+        def __enter__(self) -> Any:
+            call = begin()
+            try:
+                with C.use_call(call):
+                    response = self.__wrapped__.__enter__()
+            except BaseException as exc:
+                call.error(exc)
+                call.end()
+                raise
+            self._self_state = attach(call, response)
+            return response
+
+        def __exit__(self, *exc: Any) -> Any:
+            try:
+                return self.__wrapped__.__exit__(*exc)
+            finally:
+                state = getattr(self, "_self_state", None)
+                if state is not None:
+                    state.finish(exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None, closed_early=True)
+
+    return Manager(manager)
 
 
 # -- requests ----------------------------------------------------------------------------------
