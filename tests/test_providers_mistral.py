@@ -259,3 +259,25 @@ def test_counted_once_inside_llm_decorator(mistral_client, fake_mistral):
     root = traces.runs()[0].attributes
     assert (root["trodo.run.total_tokens_in"], root["trodo.run.total_tokens_out"]) == (40, 4)
     assert root["trodo.run.total_cost"] == pytest.approx(cost(SMALL_MODEL, 40, 4))
+
+
+def test_sdk_imported_after_tracing_started_is_instrumented():
+    """mistralai is a namespace package: importing mistralai.client after init() still patches it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import trodo_trace as trodo\n"
+        "from trodo_trace.testing import FakeMistral, capture\n"
+        "trodo.init()\n"
+        "assert 'mistralai.client' not in sys.modules\n"
+        "from mistralai.client import Mistral\n"
+        "with FakeMistral() as fake, capture() as traces:\n"
+        "    Mistral(api_key='k', server_url=fake.base_url).chat.complete(\n"
+        "        model='mistral-small-latest', messages=[{'role': 'user', 'content': 'hi'}])\n"
+        "print([span.name for span in traces.spans])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['mistral.chat']"

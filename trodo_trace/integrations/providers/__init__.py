@@ -23,6 +23,9 @@ from ..._internal.core.errors import internal_error, log_once
 SUPPORTED: dict[str, str] = {"openai": "openai", "anthropic": "anthropic"}
 # Cohere (v2 client), Mistral (mistralai 3.x) and LiteLLM
 SUPPORTED.update({"cohere": "cohere", "mistral": "mistralai", "litellm": "litellm"})
+#: Where the post-import hook waits when it is not the top-level module (``mistralai`` is a namespace
+#: package: its import runs no hook, ``mistralai.client`` is the SDK).
+HOOK_MODULES: dict[str, str] = {"mistral": "mistralai.client"}
 
 _lock = threading.RLock()
 #: Providers that should be patched (set by the runtime's configuration or an explicit call).
@@ -84,13 +87,14 @@ def instrument(name: str, *, required: bool = False) -> bool:
             name,
         )
         return False
+    hook_module = HOOK_MODULES.get(name, top)
     with _lock:
         _wanted.add(name)
-        if top in sys.modules:
+        if hook_module in sys.modules:
             _apply(name)
         elif name not in _hooked:
             _hooked.add(name)
-            wrapt.register_post_import_hook(_on_import(name), top)
+            wrapt.register_post_import_hook(_on_import(name), hook_module)
     return True
 
 
