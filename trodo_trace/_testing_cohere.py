@@ -10,7 +10,8 @@ It speaks what the ``cohere`` SDK's ``ClientV2`` parses: ``/v2/chat`` (JSON, and
         client.chat(model="command-a-03-2025", messages=[{"role": "user", "content": "Capital?"}])
 
 Scripting (``reply``, ``fail``, ``requests``) is the same as ``FakeOpenAI``'s. A rerank scores the
-documents by how many query words they contain.
+documents by how many query words they contain; it takes the next scripted reply only when that is
+an error (``fail``), so a reply scripted for a chat is not used up by a rerank before it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class FakeCohere(_FakeServer):
     def _handle(self, handler: BaseHTTPRequestHandler, request: ReceivedRequest) -> None:
         body = request.body if isinstance(request.body, dict) else {}
         path = request.path.split("?")[0]
-        reply = self._next()
+        reply = self._next_error() if path.endswith("/v2/rerank") else self._next()
         if reply.status >= 400:
             message = reply.error_message or f"fake error {reply.status}"
             self._error(handler, reply, {"id": "err-fake", "message": message})
@@ -59,6 +60,12 @@ class FakeCohere(_FakeServer):
             self._json(handler, 200, self._rerank(body))
         else:
             self._json(handler, 404, {"id": "err-fake", "message": f"no route {path}"})
+
+    def _next_error(self) -> FakeReply:
+        with self._lock:
+            if self._replies and self._replies[0].status >= 400:
+                return self._replies.popleft()
+        return FakeReply()
 
     # -- chat ------------------------------------------------------------------------------------
     @staticmethod
