@@ -65,16 +65,40 @@ def _litellm(fake: Any) -> str:
     import litellm
 
     reply = litellm.completion(
-        model="anthropic/claude-sonnet-4-6", messages=PROMPT, api_base=fake.base_url, api_key="k", max_retries=0
+        model="anthropic/claude-sonnet-4-6",
+        messages=PROMPT,
+        api_base=fake.base_url,
+        api_key="k",
+        max_retries=0,
     )
     return str(reply.choices[0].message.content)
 
 
 CALLS = [
-    ProviderCall("openai", FakeOpenAI, _openai, "openai.chat.completions", "openai", "gpt-4o-mini", (100, 10)),
-    ProviderCall("anthropic", FakeAnthropic, _anthropic, "anthropic.messages", "anthropic", "claude-haiku-4-5", (200, 20)),
+    ProviderCall(
+        "openai", FakeOpenAI, _openai, "openai.chat.completions", "openai", "gpt-4o-mini", (100, 10)
+    ),
+    ProviderCall(
+        "anthropic",
+        FakeAnthropic,
+        _anthropic,
+        "anthropic.messages",
+        "anthropic",
+        "claude-haiku-4-5",
+        (200, 20),
+    ),
     ProviderCall("cohere", FakeCohere, _cohere, "cohere.chat", "cohere", "command-a-03-2025", (300, 30)),
-    ProviderCall("mistral", FakeMistral, _mistral, "mistral.chat", "mistral_ai", "mistral-small-latest", (400, 40)),
-    ProviderCall("litellm", FakeAnthropic, _litellm, "litellm.completion", "anthropic", "claude-sonnet-4-6", (500, 50),
-        "anthropic/claude-sonnet-4-6"),
+    ProviderCall(
+        "mistral", FakeMistral, _mistral, "mistral.chat", "mistral_ai", "mistral-small-latest", (400, 40)
+    ),
+    ProviderCall(
+        "litellm",
+        FakeAnthropic,
+        _litellm,
+        "litellm.completion",
+        "anthropic",
+        "claude-sonnet-4-6",
+        (500, 50),
+        "anthropic/claude-sonnet-4-6",
+    ),
 ]

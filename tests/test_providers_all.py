@@ -13,7 +13,12 @@ from provider_fakes import cost
 import trodo_trace as trodo
 from trodo_trace.testing import capture
 
-KEYS = ("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+KEYS = (
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+)
 
 
 def test_one_run_calls_every_provider():
@@ -34,7 +39,9 @@ def test_one_run_calls_every_provider():
             assert len(fakes[entry.key].requests) == 1, entry.key
 
     expected_cost = sum(cost(entry.model, *entry.usage) for entry in CALLS)
-    assert traces.tree((*KEYS, "trodo.run.total_tokens_in", "trodo.run.total_tokens_out", "trodo.run.total_cost")) == [
+    assert traces.tree(
+        (*KEYS, "trodo.run.total_tokens_in", "trodo.run.total_tokens_out", "trodo.run.total_cost")
+    ) == [
         {
             "name": "every-provider",
             "kind": "run",
@@ -67,4 +74,6 @@ def test_one_run_calls_every_provider():
         span = traces.by_name(entry.span)
         assert span.attributes["trodo.llm.cost"] == pytest.approx(cost(entry.model, *entry.usage)), entry.key
         assert span.attributes["llm.input_messages.0.message.content"] == "Weather in Paris?", entry.key
-        assert span.attributes["llm.output_messages.0.message.content"] == f"Answer from {entry.key}.", entry.key
+        assert span.attributes["llm.output_messages.0.message.content"] == f"Answer from {entry.key}.", (
+            entry.key
+        )

@@ -102,7 +102,10 @@ def test_chat_is_an_llm_span_of_the_run(cohere_client, fake_cohere):
 
 def test_tool_call_round_trip(cohere_client, fake_cohere):
     """A TOOL_CALL reply: its plan and tool calls are the output; the follow-up keeps the tool call and result."""
-    fake_cohere.reply("I will look it up.", tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "tc_1"}])
+    fake_cohere.reply(
+        "I will look it up.",
+        tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "tc_1"}],
+    )
     fake_cohere.reply("18C in Paris.")
     with capture() as traces:
         first = cohere_client.chat(model=MODEL, messages=MESSAGES, tools=[TOOL])
@@ -112,7 +115,11 @@ def test_tool_call_round_trip(cohere_client, fake_cohere):
             tools=[TOOL],
             messages=[
                 *MESSAGES,
-                {"role": "assistant", "tool_plan": first.message.tool_plan, "tool_calls": first.message.tool_calls},
+                {
+                    "role": "assistant",
+                    "tool_plan": first.message.tool_plan,
+                    "tool_calls": first.message.tool_calls,
+                },
                 {"role": "tool", "tool_call_id": tool_call.id, "content": "18C"},
             ],
         )
@@ -135,20 +142,29 @@ def test_tool_call_round_trip(cohere_client, fake_cohere):
 def test_chat_stream_text_and_tool_calls(cohere_client, fake_cohere):
     """chat_stream: every event reaches the caller; the span has the text, tool call, usage and TTFT."""
     fake_cohere.reply("It is sunny in Paris today.", usage=(30, 7))
-    fake_cohere.reply("Checking.", tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}], usage=(31, 9))
+    fake_cohere.reply(
+        "Checking.", tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}], usage=(31, 9)
+    )
     with capture() as traces:
         stream = cohere_client.chat_stream(model=MODEL, messages=MESSAGES)
         assert traces.spans == []
         events = [event.type for event in stream]
-        tool_events = [event.type for event in cohere_client.chat_stream(model=MODEL, messages=MESSAGES, tools=[TOOL])]
+        tool_events = [
+            event.type for event in cohere_client.chat_stream(model=MODEL, messages=MESSAGES, tools=[TOOL])
+        ]
     assert events[0] == "message-start" and events[-1] == "message-end" and "content-delta" in events
     assert "tool-call-delta" in tool_events
     text_span, tool_span = traces.spans
     assert text_span.status == "OK"
-    assert (text_span.attributes["gen_ai.usage.input_tokens"], text_span.attributes["gen_ai.usage.output_tokens"]) == (30, 7)
+    assert (
+        text_span.attributes["gen_ai.usage.input_tokens"],
+        text_span.attributes["gen_ai.usage.output_tokens"],
+    ) == (30, 7)
     assert text_span.attributes["trodo.llm.time_to_first_token_ms"] > 0
     assert text_span.attributes["trodo.llm.cost"] == pytest.approx(cost(MODEL, 30, 7))
-    assert messages_of(text_span.attributes, "output") == [{"role": "assistant", "content": "It is sunny in Paris today."}]
+    assert messages_of(text_span.attributes, "output") == [
+        {"role": "assistant", "content": "It is sunny in Paris today."}
+    ]
     output = messages_of(tool_span.attributes, "output")[0]
     assert output["content"] == "Checking."
     assert json.loads(output["tool_calls.0.tool_call.function.arguments"]) == {"city": "Paris"}
@@ -161,20 +177,32 @@ def test_embed_is_an_embedding_span(cohere_client, fake_cohere):
 
     @trodo.agent("indexer")
     def index():
-        return cohere_client.embed(model=EMBED_MODEL, input_type="search_document", texts=["a cat", "a dog"], embedding_types=["float"])
+        return cohere_client.embed(
+            model=EMBED_MODEL,
+            input_type="search_document",
+            texts=["a cat", "a dog"],
+            embedding_types=["float"],
+        )
 
     with capture(deterministic=True) as traces:
         response = index()
     assert len(response.embeddings.float_) == 2
     span = traces.by_name("cohere.embed")
-    assert (span.kind, span.attributes["openinference.span.kind"], span.attributes["gen_ai.operation.name"]) == (
+    assert (
+        span.kind,
+        span.attributes["openinference.span.kind"],
+        span.attributes["gen_ai.operation.name"],
+    ) == (
         "function",
         "EMBEDDING",
         "embeddings",
     )
     assert span.attributes["embedding.model_name"] == EMBED_MODEL
     assert [span.attributes[f"embedding.embeddings.{i}.embedding.text"] for i in (0, 1)] == ["a cat", "a dog"]
-    assert span.attributes["gen_ai.usage.input_tokens"] == 12 and "gen_ai.usage.output_tokens" not in span.attributes
+    assert (
+        span.attributes["gen_ai.usage.input_tokens"] == 12
+        and "gen_ai.usage.output_tokens" not in span.attributes
+    )
     assert span.attributes["trodo.llm.cost"] == pytest.approx(cost(EMBED_MODEL, 12, 0))
     assert json.loads(span.attributes["output.value"]) == {"embeddings": 2, "dimensions": 8}
     assert traces.runs()[0].attributes["trodo.run.total_cost"] == pytest.approx(cost(EMBED_MODEL, 12, 0))
@@ -220,11 +248,16 @@ def test_rerank_is_a_reranker_span(cohere_client):
         "reranker.output_documents.1.document.content": "London is rainy.",
     }
     assert attributes["openinference.span.kind"] == "RERANKER"
-    assert (attributes["cohere.billed_units.search_units"], attributes["trodo.llm.cost"]) == (1, pytest.approx(0.002))
+    assert (attributes["cohere.billed_units.search_units"], attributes["trodo.llm.cost"]) == (
+        1,
+        pytest.approx(0.002),
+    )
     assert traces.runs()[0].attributes["trodo.run.total_cost"] == pytest.approx(0.002)
 
 
-@pytest.mark.parametrize(("status", "error"), [(429, cohere.TooManyRequestsError), (500, cohere.InternalServerError)])
+@pytest.mark.parametrize(
+    ("status", "error"), [(429, cohere.TooManyRequestsError), (500, cohere.InternalServerError)]
+)
 def test_http_errors_reach_the_caller_unchanged(cohere_client, fake_cohere, status, error):
     """An HTTP error: the SDK's exception reaches the caller; the span is ERROR with error.type and status."""
     fake_cohere.fail(status, "slow down")
@@ -270,12 +303,16 @@ async def test_async_client(async_cohere_client, fake_cohere):
     @trodo.agent("async-bot")
     async def bot():
         async def streamed():
-            return [event.type async for event in async_cohere_client.chat_stream(model=MODEL, messages=MESSAGES)]
+            return [
+                event.type async for event in async_cohere_client.chat_stream(model=MODEL, messages=MESSAGES)
+            ]
 
         return await asyncio.gather(
             async_cohere_client.chat(model=MODEL, messages=MESSAGES),
             streamed(),
-            async_cohere_client.embed(model=EMBED_MODEL, input_type="search_query", texts=["q"], embedding_types=["float"]),
+            async_cohere_client.embed(
+                model=EMBED_MODEL, input_type="search_query", texts=["q"], embedding_types=["float"]
+            ),
             async_cohere_client.rerank(model=RERANKER, query="q", documents=["q a", "b"]),
         )
 
@@ -289,7 +326,11 @@ async def test_async_client(async_cohere_client, fake_cohere):
         ("cohere.embed", "function", "OK"),
         ("cohere.rerank", "retrieval", "OK"),
     ]
-    assert all(span.attributes.get("gen_ai.usage.input_tokens") for span in traces.spans if span.name == "cohere.chat")
+    assert all(
+        span.attributes.get("gen_ai.usage.input_tokens")
+        for span in traces.spans
+        if span.name == "cohere.chat"
+    )
 
 
 def test_capture_content_off_keeps_counts_drops_messages(fake_cohere):
@@ -299,13 +340,24 @@ def test_capture_content_off_keeps_counts_drops_messages(fake_cohere):
     with capture() as traces:
         client.chat(model=MODEL, messages=MESSAGES, tools=[TOOL])
         list(client.chat_stream(model=MODEL, messages=MESSAGES))
-        client.embed(model=EMBED_MODEL, input_type="search_query", texts=["secret"], embedding_types=["float"])
+        client.embed(
+            model=EMBED_MODEL, input_type="search_query", texts=["secret"], embedding_types=["float"]
+        )
         client.rerank(model=RERANKER, query="secret", documents=["secret doc"])
     for span in traces.spans:
         leaked = [
             k
             for k in span.attributes
-            if k.startswith(("llm.input_messages", "llm.output_messages", "llm.tools", "embedding.embeddings", "input.", "output."))
+            if k.startswith(
+                (
+                    "llm.input_messages",
+                    "llm.output_messages",
+                    "llm.tools",
+                    "embedding.embeddings",
+                    "input.",
+                    "output.",
+                )
+            )
             or k in ("reranker.query",)
             or k.endswith("document.content")
         ]
@@ -330,7 +382,10 @@ def test_counted_once_inside_llm_decorator(cohere_client, fake_cohere):
         assert bot() == "hi"
     assert [(s.name, s.kind) for s in traces.spans] == [("complete", "llm"), ("bot", "run")]
     span = traces.by_name("complete")
-    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["trodo.llm.provider_calls"]) == (40, 1)
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["trodo.llm.provider_calls"]) == (
+        40,
+        1,
+    )
     root = traces.runs()[0].attributes
     assert (root["trodo.run.total_tokens_in"], root["trodo.run.total_tokens_out"]) == (40, 4)
     assert root["trodo.run.total_cost"] == pytest.approx(cost(MODEL, 40, 4))

@@ -11,15 +11,15 @@ import threading
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
 
-import anthropic  # noqa: E402, F401  (instrumented too: the Anthropic-format model must still be one span)
-import litellm  # noqa: E402
-import pytest  # noqa: E402
-from provider_fakes import LLM_KEYS, RUN_KEYS, cost, fake_anthropic, fake_openai, messages_of  # noqa: E402, F401
-from provider_fakes_cm import fake_mistral  # noqa: E402, F401
+import anthropic  # noqa: F401  (instrumented too: the Anthropic-format model must still be one span)
+import litellm
+import pytest
+from provider_fakes import LLM_KEYS, RUN_KEYS, cost, fake_anthropic, fake_openai, messages_of  # noqa: F401
+from provider_fakes_cm import fake_mistral  # noqa: F401
 
-import trodo_trace as trodo  # noqa: E402
-from trodo_trace.integrations import providers  # noqa: E402
-from trodo_trace.testing import capture  # noqa: E402
+import trodo_trace as trodo
+from trodo_trace.integrations import providers
+from trodo_trace.testing import capture
 
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-haiku-4-5"
@@ -68,7 +68,13 @@ def test_openai_model_is_one_llm_span_with_openai_instrumented(fake_openai):
                 "trodo.run.total_cost": pytest.approx(expected),
             },
             "children": [
-                {"name": "litellm.completion", "kind": "llm", "status": "OK", "attributes": {}, "children": []}
+                {
+                    "name": "litellm.completion",
+                    "kind": "llm",
+                    "status": "OK",
+                    "attributes": {},
+                    "children": [],
+                }
             ],
         }
     ]
@@ -112,7 +118,10 @@ def test_mistral_model_provider_name(fake_mistral):
     """A Mistral model through LiteLLM: OpenTelemetry's provider name mistral_ai."""
     with capture() as traces:
         litellm.completion(
-            model=f"mistral/{MISTRAL_MODEL}", messages=MESSAGES, api_base=f"{fake_mistral.base_url}/v1", api_key="k"
+            model=f"mistral/{MISTRAL_MODEL}",
+            messages=MESSAGES,
+            api_base=f"{fake_mistral.base_url}/v1",
+            api_key="k",
         )
     assert traces.spans[0].attributes["gen_ai.provider.name"] == "mistral_ai"
     assert traces.spans[0].attributes["trodo.llm.cost"] == pytest.approx(cost(MISTRAL_MODEL, 10, 5))
@@ -120,13 +129,18 @@ def test_mistral_model_provider_name(fake_mistral):
 
 def test_tool_calls_and_tool_schemas(fake_openai):
     """Tool definitions are llm.tools; the reply's tool calls are output tool calls."""
-    fake_openai.reply(None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_9"}])
+    fake_openai.reply(
+        None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_9"}]
+    )
     with capture() as traces:
         _call(fake_openai, f"openai/{OPENAI_MODEL}", tools=[TOOL])
     attributes = traces.spans[0].attributes
     assert json.loads(attributes["llm.tools.0.tool.json_schema"]) == TOOL
     output = messages_of(attributes, "output")[0]
-    assert (output["tool_calls.0.tool_call.function.name"], output["tool_calls.0.tool_call.id"]) == ("get_weather", "call_9")
+    assert (output["tool_calls.0.tool_call.function.name"], output["tool_calls.0.tool_call.id"]) == (
+        "get_weather",
+        "call_9",
+    )
     assert json.loads(output["tool_calls.0.tool_call.function.arguments"]) == {"city": "Paris"}
     assert attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
 
@@ -135,11 +149,16 @@ def test_stream_with_usage(fake_openai):
     """stream=True with include_usage: chunks reach the caller; the span has text, tokens, cost and TTFT."""
     fake_openai.reply("It is sunny in Paris today.", usage=(21, 7))
     with capture() as traces:
-        stream = _call(fake_openai, f"openai/{OPENAI_MODEL}", stream=True, stream_options={"include_usage": True})
+        stream = _call(
+            fake_openai, f"openai/{OPENAI_MODEL}", stream=True, stream_options={"include_usage": True}
+        )
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "It is sunny in Paris today."
     [span] = traces.spans
-    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (21, 7)
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (
+        21,
+        7,
+    )
     assert span.attributes["trodo.llm.cost"] == pytest.approx(cost(OPENAI_MODEL, 21, 7))
     assert span.attributes["trodo.llm.time_to_first_token_ms"] > 0
     assert messages_of(span.attributes, "output")[0]["content"] == "It is sunny in Paris today."
@@ -181,7 +200,9 @@ async def test_acompletion_plain_and_streamed(fake_openai, fake_anthropic):
     ]
     root = traces.runs()[0].attributes
     assert (root["trodo.run.total_tokens_in"], root["trodo.run.total_tokens_out"]) == (23, 3)
-    assert root["trodo.run.total_cost"] == pytest.approx(cost(OPENAI_MODEL, 11, 1) + cost(ANTHROPIC_MODEL, 12, 2))
+    assert root["trodo.run.total_cost"] == pytest.approx(
+        cost(OPENAI_MODEL, 11, 1) + cost(ANTHROPIC_MODEL, 12, 2)
+    )
 
 
 def test_rate_limit_reaches_the_caller_unchanged(fake_openai):
@@ -225,7 +246,11 @@ def test_capture_content_off_drops_messages(fake_openai):
         _call(fake_openai, f"openai/{OPENAI_MODEL}", tools=[TOOL])
     attributes = traces.spans[0].attributes
     assert attributes["gen_ai.usage.input_tokens"] == 10
-    assert [k for k in attributes if k.startswith(("llm.input_messages", "llm.output_messages", "llm.tools", "input.", "output."))] == []
+    assert [
+        k
+        for k in attributes
+        if k.startswith(("llm.input_messages", "llm.output_messages", "llm.tools", "input.", "output."))
+    ] == []
 
 
 def test_litellm_leaves_only_its_idle_logging_threads(fake_openai):

@@ -99,7 +99,9 @@ def test_complete_is_an_llm_span_of_the_run(mistral_client, fake_mistral):
 
 def test_tool_calls_round_trip(mistral_client, fake_mistral):
     """Tool calls in the reply are output tool calls; the follow-up's assistant tool call and tool result are kept."""
-    fake_mistral.reply(None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abc123def"}])
+    fake_mistral.reply(
+        None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abc123def"}]
+    )
     fake_mistral.reply("18C in Paris.")
     with capture() as traces:
         first = mistral_client.chat.complete(model=SMALL_MODEL, messages=MESSAGES, tools=[TOOL])
@@ -123,23 +125,34 @@ def test_tool_calls_round_trip(mistral_client, fake_mistral):
     assert asked.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
     history = messages_of(answered.attributes)
     assert history[1]["tool_calls.0.tool_call.function.name"] == "get_weather"
-    assert (history[2]["role"], history[2]["tool_call_id"], history[2]["content"]) == ("tool", "abc123def", "18C")
+    assert (history[2]["role"], history[2]["tool_call_id"], history[2]["content"]) == (
+        "tool",
+        "abc123def",
+        "18C",
+    )
 
 
 def test_stream_text_tool_calls_usage_and_ttft(mistral_client, fake_mistral):
     """chat.stream: events reach the caller; the span has the text, tool call, usage of the last chunk, TTFT."""
     fake_mistral.reply("It is sunny in Paris today.", usage=(33, 8))
-    fake_mistral.reply(None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}], usage=(34, 10))
+    fake_mistral.reply(
+        None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}], usage=(34, 10)
+    )
     with capture() as traces:
         with mistral_client.chat.stream(model=SMALL_MODEL, messages=MESSAGES) as stream:
             texts = [event.data.choices[0].delta.content for event in stream]
         list(mistral_client.chat.stream(model=SMALL_MODEL, messages=MESSAGES, tools=[TOOL]))
     assert "".join(t for t in texts if isinstance(t, str)) == "It is sunny in Paris today."
     text_span, tool_span = traces.spans
-    assert (text_span.attributes["gen_ai.usage.input_tokens"], text_span.attributes["gen_ai.usage.output_tokens"]) == (33, 8)
+    assert (
+        text_span.attributes["gen_ai.usage.input_tokens"],
+        text_span.attributes["gen_ai.usage.output_tokens"],
+    ) == (33, 8)
     assert text_span.attributes["trodo.llm.time_to_first_token_ms"] > 0
     assert text_span.attributes["trodo.llm.cost"] == pytest.approx(cost(SMALL_MODEL, 33, 8))
-    assert messages_of(text_span.attributes, "output") == [{"role": "assistant", "content": "It is sunny in Paris today."}]
+    assert messages_of(text_span.attributes, "output") == [
+        {"role": "assistant", "content": "It is sunny in Paris today."}
+    ]
     output = messages_of(tool_span.attributes, "output")[0]
     assert json.loads(output["tool_calls.0.tool_call.function.arguments"]) == {"city": "Paris"}
     assert tool_span.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
@@ -154,7 +167,10 @@ def test_embeddings_span(mistral_client, fake_mistral):
     span = traces.by_name("mistral.embeddings")
     assert (span.kind, span.attributes["openinference.span.kind"]) == ("function", "EMBEDDING")
     assert [span.attributes[f"embedding.embeddings.{i}.embedding.text"] for i in (0, 1)] == ["a cat", "a dog"]
-    assert span.attributes["gen_ai.usage.input_tokens"] == 14 and "gen_ai.usage.output_tokens" not in span.attributes
+    assert (
+        span.attributes["gen_ai.usage.input_tokens"] == 14
+        and "gen_ai.usage.output_tokens" not in span.attributes
+    )
     assert span.attributes["trodo.llm.cost"] == pytest.approx(cost(EMBED_MODEL, 14, 0))
 
 
@@ -235,7 +251,16 @@ def test_capture_content_off_keeps_counts_drops_messages(fake_mistral):
         leaked = [
             k
             for k in span.attributes
-            if k.startswith(("llm.input_messages", "llm.output_messages", "llm.tools", "embedding.embeddings", "input.", "output."))
+            if k.startswith(
+                (
+                    "llm.input_messages",
+                    "llm.output_messages",
+                    "llm.tools",
+                    "embedding.embeddings",
+                    "input.",
+                    "output.",
+                )
+            )
         ]
         assert leaked == [], span.name
         assert span.attributes["gen_ai.usage.input_tokens"] == 10

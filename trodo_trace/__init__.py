@@ -40,8 +40,13 @@ from ._internal.propagation import RunContext, join_run, propagation_headers, ru
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
-from .integrations.providers import instrument_anthropic, instrument_openai
-from .integrations.providers import instrument_cohere, instrument_litellm, instrument_mistral
+from .integrations.providers import (
+    instrument_anthropic,
+    instrument_cohere,
+    instrument_litellm,
+    instrument_mistral,
+    instrument_openai,
+)
 
 Span = TrodoSpan
 

@@ -113,7 +113,9 @@ class FakeCohere(_FakeServer):
                 events.append(event("tool-plan-delta", delta={"message": {"tool_plan": piece}}))
             for index, call in enumerate(self._tool_calls(reply)):
                 opening = dict(call, function={"name": call["function"]["name"], "arguments": ""})
-                events.append(event("tool-call-start", index=index, delta={"message": {"tool_calls": opening}}))
+                events.append(
+                    event("tool-call-start", index=index, delta={"message": {"tool_calls": opening}})
+                )
                 arguments = call["function"]["arguments"]
                 half = len(arguments) // 2
                 for part in (arguments[:half], arguments[half:]):
@@ -124,7 +126,9 @@ class FakeCohere(_FakeServer):
             opening = {"message": {"content": {"type": "text", "text": ""}}}
             events.append(event("content-start", index=0, delta=opening))
             for piece in _pieces(reply.text):
-                events.append(event("content-delta", index=0, delta={"message": {"content": {"text": piece}}}))
+                events.append(
+                    event("content-delta", index=0, delta={"message": {"content": {"text": piece}}})
+                )
             events.append(event("content-end", index=0))
         end = {"finish_reason": self._finish(reply), "usage": self._usage(reply)}
         events.append(event("message-end", delta=end))
@@ -135,7 +139,9 @@ class FakeCohere(_FakeServer):
     def _embed(body: dict[str, Any], reply: FakeReply) -> dict[str, Any]:
         texts = body.get("texts") or []
         dimensions = body.get("output_dimension") or 8
-        vectors = [[round(0.1 * ((index + j) % 10), 3) for j in range(dimensions)] for index in range(len(texts))]
+        vectors = [
+            [round(0.1 * ((index + j) % 10), 3) for j in range(dimensions)] for index in range(len(texts))
+        ]
         kinds = body.get("embedding_types") or ["float"]
         return {
             "id": "embed-fake",

@@ -46,7 +46,13 @@ class FakeMistral(_FakeServer):
         if reply.status >= 400:
             kind = {429: "rate_limited", 401: "unauthorized"}.get(reply.status, "internal_error")
             message = reply.error_message or f"fake error {reply.status}"
-            error = {"object": "error", "message": message, "type": kind, "param": None, "code": str(reply.status)}
+            error = {
+                "object": "error",
+                "message": message,
+                "type": kind,
+                "param": None,
+                "code": str(reply.status),
+            }
             self._error(handler, reply, error)
             return
         model = reply.model or body.get("model") or "mistral-small-latest"
@@ -124,8 +130,16 @@ class FakeMistral(_FakeServer):
         inputs = body.get("input")
         count = len(inputs) if isinstance(inputs, list) else 1
         data = [
-            {"object": "embedding", "index": index, "embedding": [round(0.1 * ((index + j) % 10), 3) for j in range(8)]}
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": [round(0.1 * ((index + j) % 10), 3) for j in range(8)],
+            }
             for index in range(count)
         ]
-        usage = {"prompt_tokens": reply.input_tokens, "completion_tokens": 0, "total_tokens": reply.input_tokens}
+        usage = {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": 0,
+            "total_tokens": reply.input_tokens,
+        }
         return {"id": "embd-fake", "object": "list", "data": data, "model": model, "usage": usage}

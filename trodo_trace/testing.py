@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
-
 # Cohere and Mistral fakes
 from ._testing_cohere import FakeCohere
 from ._testing_mistral import FakeMistral
+from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 
 __all__ = [
     "Capture",

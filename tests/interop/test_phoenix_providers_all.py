@@ -15,9 +15,9 @@ from trodo_trace.testing import capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from provider_calls import CALLS  # noqa: E402
-from test_phoenix import PROJECT, _phoenix_spans, phoenix  # noqa: E402, F401  (fixture)
-from test_phoenix_providers import _flat  # noqa: E402
+from provider_calls import CALLS
+from test_phoenix import PROJECT, _phoenix_spans, phoenix  # noqa: F401  (fixture)
+from test_phoenix_providers import _flat
 
 pytestmark = pytest.mark.interop
 

@@ -149,7 +149,7 @@ def _parse_pricing(value: Any, name: str) -> Any:
     raise TypeError(f"{name} must be a mapping of model prices or a path to a JSON file")
 
 
-_PROVIDERS = ("openai", "anthropic")
+_PROVIDERS: tuple[str, ...] = ("openai", "anthropic")
 _PROVIDERS += ("cohere", "mistral", "litellm")
 
 

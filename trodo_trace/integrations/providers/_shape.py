@@ -101,7 +101,12 @@ def output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
         tool_id = C.get(tool_call, "id")
         if isinstance(tool_id, str):
             call.content(C.OI_TOOL_CALL.format(index, position, "id"), tool_id)
-        calls.append({"id": tool_id if isinstance(tool_id, str) else None, "function": {"name": name, "arguments": arguments}})
+        calls.append(
+            {
+                "id": tool_id if isinstance(tool_id, str) else None,
+                "function": {"name": name, "arguments": arguments},
+            }
+        )
     if calls:
         output["tool_calls"] = calls
     return output
@@ -192,7 +197,10 @@ def assembled(seen: dict[str, Any], choices: Iterable[tuple[int, dict[str, Any]]
                     "role": entry["role"] or "assistant",
                     "content": "".join(entry["content"]) if entry["content"] else None,
                     "tool_calls": [
-                        {"id": tool["id"], "function": {"name": tool["name"], "arguments": "".join(tool["arguments"])}}
+                        {
+                            "id": tool["id"],
+                            "function": {"name": tool["name"], "arguments": "".join(tool["arguments"])},
+                        }
                         for _, tool in sorted(tool_entries(entry))
                     ],
                 },

@@ -24,8 +24,15 @@ from . import _shape
 
 PATCHES = C.Patches()
 PROVIDER = "cohere"
-SPAN_NAMES = {"chat": "cohere.chat", "stream": "cohere.chat", "embed": "cohere.embed", "rerank": "cohere.rerank"}
-_NOT_PARAMETERS = frozenset({"messages", "tools", "documents", "texts", "images", "inputs", "query", "request_options"})
+SPAN_NAMES = {
+    "chat": "cohere.chat",
+    "stream": "cohere.chat",
+    "embed": "cohere.embed",
+    "rerank": "cohere.rerank",
+}
+_NOT_PARAMETERS = frozenset(
+    {"messages", "tools", "documents", "texts", "images", "inputs", "query", "request_options"}
+)
 
 RERANK_QUERY = "reranker.query"
 RERANK_MODEL = "reranker.model_name"
@@ -35,7 +42,13 @@ RERANK_OUTPUT = "reranker.output_documents.{}.document.{}"
 SEARCH_UNITS = "cohere.billed_units.search_units"
 
 #: USD per 1,000 searches (cohere.com/pricing, as of 2026-11-29); a search is up to 100 documents.
-RERANK_PRICES = {"rerank-v4.0-pro": 2.5, "rerank-v4.0-fast": 2.0, "rerank-v3.5": 2.0, "rerank-english-v3.0": 2.0, "rerank-multilingual-v3.0": 2.0}
+RERANK_PRICES = {
+    "rerank-v4.0-pro": 2.5,
+    "rerank-v4.0-fast": 2.0,
+    "rerank-v3.5": 2.0,
+    "rerank-english-v3.0": 2.0,
+    "rerank-multilingual-v3.0": 2.0,
+}
 
 #: (module, class, method, operation, is_async)
 TARGETS = (
@@ -174,7 +187,10 @@ def _stream_manager(manager: Any, kwargs: dict[str, Any], is_async: bool) -> Any
                 finally:
                     state = getattr(self, "_self_state", None)
                     if state is not None:
-                        state.finish(exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None, closed_early=True)
+                        state.finish(
+                            exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None,
+                            closed_early=True,
+                        )
 
         return AsyncManager(manager)
 
@@ -197,7 +213,10 @@ def _stream_manager(manager: Any, kwargs: dict[str, Any], is_async: bool) -> Any
             finally:
                 state = getattr(self, "_self_state", None)
                 if state is not None:
-                    state.finish(exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None, closed_early=True)
+                    state.finish(
+                        exc[1] if exc[1] is not None and not isinstance(exc[1], GeneratorExit) else None,
+                        closed_early=True,
+                    )
 
     return Manager(manager)
 
@@ -360,7 +379,9 @@ def _stream_state(call: C.Call) -> C.StreamState:
         elif kind in ("tool-call-start", "tool-call-delta"):
             call.first_token()
             tool_call = C.get(message, "tool_calls")
-            slot = seen["tools"].setdefault(C.get(event, "index") or 0, {"id": None, "name": None, "arguments": []})
+            slot = seen["tools"].setdefault(
+                C.get(event, "index") or 0, {"id": None, "name": None, "arguments": []}
+            )
             if isinstance(C.get(tool_call, "id"), str):
                 slot["id"] = C.get(tool_call, "id")
             function = C.get(tool_call, "function")
@@ -375,7 +396,11 @@ def _stream_state(call: C.Call) -> C.StreamState:
 
     def on_end() -> None:
         tool_calls = [
-            {"id": slot["id"], "type": "function", "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])}}
+            {
+                "id": slot["id"],
+                "type": "function",
+                "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])},
+            }
             for _, slot in sorted(seen["tools"].items())
         ]
         message: dict[str, Any] = {"role": "assistant", "tool_calls": tool_calls}
@@ -383,8 +408,12 @@ def _stream_state(call: C.Call) -> C.StreamState:
             message["content"] = [{"type": "text", "text": "".join(seen["text"])}]
         if seen["plan"]:
             message["tool_plan"] = "".join(seen["plan"])
-        response = {"id": seen["id"], "finish_reason": seen["finish"], "message": message, "usage": seen["usage"]}
+        response = {
+            "id": seen["id"],
+            "finish_reason": seen["finish"],
+            "message": message,
+            "usage": seen["usage"],
+        }
         _chat_response(call, response)
 
     return C.StreamState(call, on_item, on_end)
-

@@ -23,7 +23,17 @@ PATCHES = C.Patches()
 SPAN_NAME = "litellm.completion"
 MODULES = ("litellm", "litellm.chat_completions.dispatch")
 _NOT_PARAMETERS = frozenset(
-    {"messages", "tools", "api_key", "api_base", "base_url", "extra_headers", "headers", "metadata", "timeout"}
+    {
+        "messages",
+        "tools",
+        "api_key",
+        "api_base",
+        "base_url",
+        "extra_headers",
+        "headers",
+        "metadata",
+        "timeout",
+    }
 )
 #: LiteLLM's provider names -> ``gen_ai.provider.name`` (others are kept as LiteLLM names them).
 PROVIDERS = {
@@ -142,4 +152,3 @@ def _provider(model: Any, kwargs: dict[str, Any]) -> tuple[str, str | None]:
         prefix = model.split("/", 1)[0] if "/" in model else None
         return (explicit or prefix or "litellm"), None
     return str(provider), resolved if isinstance(resolved, str) else None
-

@@ -104,7 +104,9 @@ def _finish(call: C.Call, operation: str, result: Any, is_async: bool) -> Any:
             call.end()
             return result
         return C.wrap_stream(result, _shape.chat_stream(call, unwrap="data"), is_async)
-    call.guard("response", _embeddings_response if operation == "embeddings" else _shape.chat_response, result)
+    call.guard(
+        "response", _embeddings_response if operation == "embeddings" else _shape.chat_response, result
+    )
     call.end()
     return result
 
