@@ -77,3 +77,26 @@ def test_one_run_calls_every_provider():
         assert span.attributes["llm.output_messages.0.message.content"] == f"Answer from {entry.key}.", (
             entry.key
         )
+
+
+def test_switch_names_the_new_providers(monkeypatch):
+    """instrument=[...] / TRODO_INSTRUMENT name cohere, mistral and litellm; the explicit functions are public."""
+    import cohere  # noqa: F401  (imported: the patches go in at init)
+    import litellm  # noqa: F401
+    import mistralai.client  # noqa: F401
+
+    from trodo_trace.integrations import providers
+
+    trodo.init(instrument=["cohere", "mistral", "litellm"])
+    assert providers.instrumented() == {"cohere", "mistral", "litellm"}
+    monkeypatch.setenv("TRODO_INSTRUMENT", "mistral")
+    trodo.init()
+    assert providers.instrumented() == {"mistral"}
+    with pytest.raises(ValueError, match=r"unknown provider 'mistralai'; supported: .*mistral"):
+        trodo.init(instrument=["mistralai"])
+    trodo.init(instrument=False)
+    trodo.instrument_cohere()
+    trodo.instrument_mistral()
+    trodo.instrument_litellm()
+    assert providers.instrumented() == {"cohere", "mistral", "litellm"}
+    assert {"instrument_cohere", "instrument_mistral", "instrument_litellm"} <= set(trodo.__all__)
