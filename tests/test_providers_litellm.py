@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import threading
+import warnings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
 
@@ -32,6 +33,16 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def _collect_litellm_leftovers():
+    """litellm leaves an unclosed event loop (and its self-pipe sockets) behind after some calls; it is
+    collected here, after each test of this module, so its ResourceWarning never lands in another test."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _llm(attributes: dict) -> dict:

@@ -22,6 +22,7 @@ from . import _shape
 PATCHES = C.Patches()
 SPAN_NAME = "litellm.completion"
 MODULES = ("litellm", "litellm.chat_completions.dispatch")
+LITELLM_MODEL = "trodo.llm.litellm.model"
 _NOT_PARAMETERS = frozenset(
     {
         "messages",
@@ -84,6 +85,7 @@ def _completion(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         with C.use_call(call):
             result = wrapped(*args, **kwargs)
     except BaseException as exc:
+        call.guard("provider", _resolved, exc)
         call.error(exc)
         call.end()
         raise
@@ -104,6 +106,7 @@ async def _awaited(call: C.Call, awaitable: Any) -> Any:
         with C.use_call(call):
             result = await awaitable
     except BaseException as exc:
+        call.guard("provider", _resolved, exc)
         call.error(exc)
         call.end()
         raise
@@ -118,6 +121,7 @@ def _start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> C.Call:
 
 
 def _finish(call: C.Call, result: Any, is_async: bool) -> Any:
+    call.guard("provider", _resolved, result)
     if type(result).__name__ == "CustomStreamWrapper" or not hasattr(result, "choices"):
         if hasattr(result, "__aiter__" if is_async else "__iter__"):
             return C.wrap_stream(result, _shape.chat_stream(call), is_async)
@@ -129,26 +133,32 @@ def _finish(call: C.Call, result: Any, is_async: bool) -> Any:
 def _request(call: C.Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     model = kwargs.get("model", args[0] if args else None)
     messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
-    provider, resolved = _provider(model, kwargs)
-    _shape.request(call, kwargs, PROVIDERS.get(provider, provider), provider, _NOT_PARAMETERS, model)
-    if resolved and resolved != model:
-        call.set("trodo.llm.litellm.model", resolved)
+    explicit = kwargs.get("custom_llm_provider")
+    prefix = model.split("/", 1)[0] if isinstance(model, str) and "/" in model else None
+    provider = explicit if isinstance(explicit, str) else prefix  # LiteLLM's answer replaces it below
+    _shape.request(call, kwargs, *_names(provider or "litellm"), _NOT_PARAMETERS, model)
     _shape.tools(call, kwargs.get("tools"))
     _shape.input_messages(call, messages)
 
 
-def _provider(model: Any, kwargs: dict[str, Any]) -> tuple[str, str | None]:
-    """LiteLLM's provider for the model, as LiteLLM itself resolves it."""
-    explicit = kwargs.get("custom_llm_provider")
-    if not isinstance(model, str):
-        return (explicit if isinstance(explicit, str) else "litellm"), None
-    try:
-        import litellm
+def _names(provider: str) -> tuple[str, str]:
+    """``gen_ai.provider.name`` and ``llm.provider`` for one of LiteLLM's provider names."""
+    return PROVIDERS.get(provider, provider), provider
 
-        resolved, provider, _, _ = litellm.get_llm_provider(
-            model=model, custom_llm_provider=explicit, api_base=kwargs.get("api_base")
-        )
-    except Exception:
-        prefix = model.split("/", 1)[0] if "/" in model else None
-        return (explicit or prefix or "litellm"), None
-    return str(provider), resolved if isinstance(resolved, str) else None
+
+def _resolved(call: C.Call, source: Any) -> None:
+    """The provider and model LiteLLM resolved: a response's hidden params, a stream's or an error's
+    attributes (reading them costs nothing, unlike asking LiteLLM to resolve the model again)."""
+    hidden = C.get(source, "_hidden_params")
+    provider = (
+        C.get(hidden, "custom_llm_provider")
+        or C.get(source, "custom_llm_provider")
+        or C.get(source, "llm_provider")
+    )
+    if isinstance(provider, str) and provider:
+        gen_ai, oi = _names(provider)
+        call.set(A.PROVIDER, gen_ai)
+        call.set(A.OI_PROVIDER, oi)
+    model = C.get(source, "model")
+    if isinstance(model, str) and model:
+        call.set(LITELLM_MODEL, model)
