@@ -242,7 +242,9 @@ def _embed_request(call: C.Call, kwargs: dict[str, Any]) -> None:
     strings = [text for text in texts if isinstance(text, str)] if isinstance(texts, (list, tuple)) else []
     for index, text in enumerate(strings):
         call.content(C.OI_EMBEDDING_TEXT.format(index), text)
-    call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, strings or C.to_plain(kwargs.get("inputs")))
+    inputs = kwargs.get("inputs")
+    if strings or _shape.given(inputs):
+        call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, strings or C.to_plain(inputs))
 
 
 def _rerank_request(call: C.Call, kwargs: dict[str, Any]) -> None:
