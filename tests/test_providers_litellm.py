@@ -13,7 +13,6 @@ import warnings
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
 
 import anthropic  # noqa: F401  (instrumented too: the Anthropic-format model must still be one span)
-import litellm
 import pytest
 from provider_fakes import LLM_KEYS, RUN_KEYS, cost, fake_anthropic, fake_openai, messages_of  # noqa: F401
 from provider_fakes_cm import fake_mistral  # noqa: F401
@@ -35,6 +34,15 @@ TOOL = {
 }
 
 
+@pytest.fixture(scope="module")
+def litellm():
+    """litellm, imported by the first test that needs it, not at collection: it is large, and a test
+    process that imported it hands its memory high-water mark to the subprocesses it starts."""
+    import litellm
+
+    return litellm
+
+
 @pytest.fixture(autouse=True)
 def _collect_litellm_leftovers():
     """litellm leaves an unclosed event loop (and its self-pipe sockets) behind after some calls; it is
@@ -50,12 +58,14 @@ def _llm(attributes: dict) -> dict:
 
 
 def _call(fake, model: str, **kwargs):
+    import litellm
+
     return litellm.completion(
         model=model, messages=MESSAGES, api_base=fake.base_url, api_key="test-key", max_retries=0, **kwargs
     )
 
 
-def test_openai_model_is_one_llm_span_with_openai_instrumented(fake_openai):
+def test_openai_model_is_one_llm_span_with_openai_instrumented(fake_openai, litellm):
     """litellm.completion("openai/...") with openai's instrumentation on: one LLM span, counted once."""
     fake_openai.reply("Sunny.", usage=(50, 6))
 
@@ -112,7 +122,7 @@ def test_openai_model_is_one_llm_span_with_openai_instrumented(fake_openai):
     assert len(fake_openai.requests) == 1
 
 
-def test_anthropic_model_through_litellm_is_one_span(fake_anthropic):
+def test_anthropic_model_through_litellm_is_one_span(fake_anthropic, litellm):
     """An Anthropic-format model through LiteLLM (anthropic instrumented too): one span, provider anthropic."""
     fake_anthropic.reply("Bonjour.", usage=(70, 3))
     with capture(deterministic=True) as traces:
@@ -125,7 +135,7 @@ def test_anthropic_model_through_litellm_is_one_span(fake_anthropic):
     assert fake_anthropic.requests[0].path.endswith("/v1/messages")
 
 
-def test_mistral_model_provider_name(fake_mistral):
+def test_mistral_model_provider_name(fake_mistral, litellm):
     """A Mistral model through LiteLLM: OpenTelemetry's provider name mistral_ai."""
     with capture() as traces:
         litellm.completion(
@@ -138,7 +148,7 @@ def test_mistral_model_provider_name(fake_mistral):
     assert traces.spans[0].attributes["trodo.llm.cost"] == pytest.approx(cost(MISTRAL_MODEL, 10, 5))
 
 
-def test_tool_calls_and_tool_schemas(fake_openai):
+def test_tool_calls_and_tool_schemas(fake_openai, litellm):
     """Tool definitions are llm.tools; the reply's tool calls are output tool calls."""
     fake_openai.reply(
         None, tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_9"}]
@@ -156,7 +166,7 @@ def test_tool_calls_and_tool_schemas(fake_openai):
     assert attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
 
 
-def test_stream_with_usage(fake_openai):
+def test_stream_with_usage(fake_openai, litellm):
     """stream=True with include_usage: chunks reach the caller; the span has text, tokens, cost and TTFT."""
     fake_openai.reply("It is sunny in Paris today.", usage=(21, 7))
     with capture() as traces:
@@ -175,7 +185,7 @@ def test_stream_with_usage(fake_openai):
     assert messages_of(span.attributes, "output")[0]["content"] == "It is sunny in Paris today."
 
 
-async def test_acompletion_plain_and_streamed(fake_openai, fake_anthropic):
+async def test_acompletion_plain_and_streamed(fake_openai, fake_anthropic, litellm):
     """acompletion (plain and stream=True): one span each under the agent; rollups count each once."""
     fake_openai.reply("one", usage=(11, 1))
     fake_anthropic.reply("two", usage=(12, 2))
@@ -216,7 +226,7 @@ async def test_acompletion_plain_and_streamed(fake_openai, fake_anthropic):
     )
 
 
-def test_rate_limit_reaches_the_caller_unchanged(fake_openai):
+def test_rate_limit_reaches_the_caller_unchanged(fake_openai, litellm):
     """A 429: LiteLLM's RateLimitError reaches the caller; the span is ERROR with error.type and status."""
     fake_openai.fail(429, "slow down", retry_after=0)
     with capture() as traces:
@@ -231,7 +241,7 @@ def test_rate_limit_reaches_the_caller_unchanged(fake_openai):
     )
 
 
-def test_counted_once_inside_llm_decorator(fake_openai):
+def test_counted_once_inside_llm_decorator(fake_openai, litellm):
     """litellm.completion inside @trodo.llm merges into the decorator's span: one LLM row, tokens once."""
     fake_openai.reply("hi", usage=(40, 4))
 
@@ -250,7 +260,7 @@ def test_counted_once_inside_llm_decorator(fake_openai):
     assert (root["trodo.run.total_tokens_in"], root["trodo.run.total_tokens_out"]) == (40, 4)
 
 
-def test_capture_content_off_drops_messages(fake_openai):
+def test_capture_content_off_drops_messages(fake_openai, litellm):
     """capture_content=False: tokens stay, no message, tool schema or input/output value."""
     trodo.init(capture_content=False)
     with capture() as traces:
@@ -264,7 +274,7 @@ def test_capture_content_off_drops_messages(fake_openai):
     ] == []
 
 
-def test_litellm_leaves_only_its_idle_logging_threads(fake_openai):
+def test_litellm_leaves_only_its_idle_logging_threads(fake_openai, litellm):
     """After calls, the only threads LiteLLM leaves are its idle logging pool; nothing unraisable is pending."""
     before = set(threading.enumerate())
     with capture():
