@@ -26,6 +26,9 @@ Run: ``.venv/bin/python bench/provider_overhead.py --setup`` once, then
 ``converse_stream`` against ``FakeBedrock`` and google-genai's ``generate_content`` /
 ``generate_content_stream`` against ``FakeGemini`` (trodo_trace beside no tracing; no peers).
 ``--quick`` is a short run (100 calls x 2 repeats x 1 round).
+
+``--sdk cohere mistral litellm`` measures those SDKs instead (a non-streaming chat call each against
+its fake server; trodo_trace beside no tracing; target: at most 50 µs added per call).
 """
 
 from __future__ import annotations
@@ -423,6 +426,98 @@ def render_sdk(sdk: str, results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- more SDKs: added cost per non-streaming chat call, trodo_trace beside no tracing ------------------
+#: SDK -> (fake server in trodo_trace.testing, client setup, one call). Run with ``--sdk cohere mistral``.
+SDK_CALLS: dict[str, tuple[str, str, str]] = {}
+SDK_CALLS["cohere"] = (
+    "FakeCohere",
+    "import cohere\nclient = cohere.ClientV2(api_key='bench', base_url=BASE, max_retries=0)",
+    "client.chat(model='command-a-03-2025', messages=MESSAGES, temperature=0.2)",
+)
+SDK_CALLS["mistral"] = (
+    "FakeMistral",
+    "from mistralai.client import Mistral\nclient = Mistral(api_key='bench', server_url=BASE)",
+    "client.chat.complete(model='mistral-small-latest', messages=MESSAGES, temperature=0.2)",
+)
+SDK_CALLS["litellm"] = (
+    "FakeOpenAI",
+    "import litellm",
+    "litellm.completion(model='openai/gpt-4o-mini', messages=MESSAGES, temperature=0.2, api_base=BASE,"
+    " api_key='bench', max_retries=0)",
+)
+
+SDK_MEASURE = textwrap.dedent(
+    """
+    import json, sys, time
+    BASE, SINK, TRACED = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    RUNS, REPEAT, WARMUP = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    MESSAGES = [
+        {"role": "system", "content": "You answer geography questions."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    if TRACED:
+        import trodo_trace as trodo
+        trodo.init(endpoint=SINK, service_name="bench")
+    __SETUP__
+
+    def call():
+        __CALL__
+
+    for _ in range(WARMUP):
+        call()
+    loops = []
+    for _ in range(REPEAT):
+        wall0, proc0 = time.perf_counter(), time.process_time()
+        for _ in range(RUNS):
+            call()
+        loops.append({"wall_us": (time.perf_counter() - wall0) / RUNS * 1e6,
+                      "proc_us": (time.process_time() - proc0) / RUNS * 1e6})
+    flushed = trodo.flush(60.0) if TRACED else True
+    print(json.dumps({"loops": loops, "flushed": bool(flushed)}))
+    """
+)
+
+
+def measure_sdks(sdks: list[str], runs: int, repeat: int, warmup: int, rounds: int) -> str:
+    """Per SDK: best loop untraced and traced (alternating processes), the difference, spans at the sink."""
+    import trodo_trace.testing as kit
+
+    lines = ["| SDK | no tracing µs/call | trodo_trace µs/call | added wall µs | added process cpu µs | spans / calls |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    with OTLPSink() as sink:
+        for sdk in sdks:
+            fake_name, setup_code, call_code = SDK_CALLS[sdk]
+            code = SDK_MEASURE.replace("__SETUP__", setup_code).replace("__CALL__", call_code)
+            best: dict[bool, dict[str, float]] = {}
+            spans = 0
+            with getattr(kit, fake_name)() as fake:
+                for _ in range(rounds):
+                    for traced in (False, True):
+                        done = subprocess.run(
+                            [str(MAIN_PYTHON), "-c", code, fake.base_url, sink.url, "1" if traced else "0",
+                             str(runs), str(repeat), str(warmup)],
+                            capture_output=True, text=True, timeout=1800, cwd=str(ROOT),
+                            env={"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                 "TRODO_STORE": str(ROOT / "bench" / "results" / "bench.db")},
+                        )  # fmt: skip
+                        if done.returncode != 0:
+                            raise SystemExit(f"{sdk}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
+                        result = json.loads(done.stdout.strip().splitlines()[-1])
+                        spans += sink.take() if traced else 0
+                        for loop in result["loops"]:
+                            kept = best.setdefault(traced, dict(loop))
+                            for key in ("wall_us", "proc_us"):
+                                kept[key] = min(kept[key], loop[key])
+                        fake.requests.clear()
+            calls = (warmup + runs * repeat) * rounds
+            plain, ours = best[False], best[True]
+            lines.append(
+                f"| {sdk} | {plain['wall_us']:.0f} | {ours['wall_us']:.0f} | {ours['wall_us'] - plain['wall_us']:.0f} | "
+                f"{ours['proc_us'] - plain['proc_us']:.0f} | {spans:,} / {calls:,} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", action="store_true", help="create the peers' virtualenvs and exit")
@@ -432,24 +527,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="processes per contender and mode, alternating")
     parser.add_argument("--only", nargs="+", choices=list(SETUP), help="default: all that are installed")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
-    parser.add_argument("--sdk", choices=("openai", "bedrock", "gemini"), default="openai")
+    parser.add_argument(
+        "--sdk",
+        nargs="+",
+        choices=["openai", "bedrock", "gemini", *SDK_CALLS],
+        default=["openai"],
+        help="measure these SDKs (default: openai beside the peers)",
+    )
     parser.add_argument("--quick", action="store_true", help="100 calls x 2 repeats x 1 round, 20 warm-up")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.repeat, args.rounds, args.warmup = 100, 2, 1, 20
-    if args.sdk != "openai":
+    if args.sdk != ["openai"]:
         (ROOT / "bench" / "results").mkdir(exist_ok=True)
-        sdk_results = measure_sdk(args.sdk, args.runs, args.repeat, args.warmup, args.rounds)
+    for sdk in [name for name in args.sdk if name in ("bedrock", "gemini")]:
+        sdk_results = measure_sdk(sdk, args.runs, args.repeat, args.warmup, args.rounds)
         if args.json:
             print(json.dumps(sdk_results, indent=2))
-            return 0
+            continue
         version = sdk_results["create"]["none"].get("openai", "?")
-        call = "converse / converse_stream" if args.sdk == "bedrock" else "generate_content / _stream"
+        call = "converse / converse_stream" if sdk == "bedrock" else "generate_content / _stream"
         print(
             f"{version} {call} against the fake server on 127.0.0.1: {args.runs} calls x {args.repeat} "
             f"repeats x {args.rounds} rounds (best repeat), OTLP/HTTP to a loopback sink"
         )
-        print(render_sdk(args.sdk, sdk_results))
+        print(render_sdk(sdk, sdk_results))
+    simple = [name for name in args.sdk if name in SDK_CALLS]
+    if simple:
+        print(
+            f"non-streaming chat call against the SDK's fake server on 127.0.0.1: {args.runs} calls x "
+            f"{args.repeat} repeats x {args.rounds} rounds (best repeat), OTLP/HTTP to a loopback sink"
+        )
+        print(measure_sdks(simple, args.runs, args.repeat, args.warmup, args.rounds))
+    if args.sdk != ["openai"]:
         return 0
     if args.setup:
         setup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ["TRODO_RAISE_INTERNAL"] = "1"
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # litellm: no price-map download at import
 for _var in list(os.environ):
     if _var.startswith(("TRODO_", "OTEL_")) and _var != "TRODO_RAISE_INTERNAL":
         del os.environ[_var]

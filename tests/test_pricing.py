@@ -21,6 +21,12 @@ EMBEDDING_MODELS = {
     "embed-english-v3.0",
 }
 EMBEDDING_MODELS |= {"gemini-embedding-001", "titan-embed-text-v2"}
+EMBEDDING_MODELS |= {
+    "embed-v4.0",
+    "embed-multilingual-v3.0",
+    "embed-english-light-v3.0",
+    "embed-multilingual-light-v3.0",
+}
 REQUIRED_MODELS = {
     "openai": [
         "gpt-5",

@@ -79,6 +79,12 @@ NEEDS_EXTRAS = (
     "tests/test_providers_hosts.py",
     "tests/test_providers_mixed_run.py",
 )
+NEEDS_EXTRAS += (  # Cohere, Mistral, LiteLLM
+    "tests/test_providers_all.py",
+    "tests/test_providers_cohere.py",
+    "tests/test_providers_litellm.py",
+    "tests/test_providers_mistral.py",
+)
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

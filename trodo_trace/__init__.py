@@ -44,7 +44,10 @@ from .integrations.frameworks import instrument_langchain, instrument_llamaindex
 from .integrations.providers import (
     instrument_anthropic,
     instrument_bedrock,
+    instrument_cohere,
     instrument_gemini,
+    instrument_litellm,
+    instrument_mistral,
     instrument_openai,
 )
 from .ui import ui
@@ -94,3 +97,4 @@ __all__ = [
     "with_span",
     "wrap_agent",
 ]
+__all__ += ["instrument_cohere", "instrument_litellm", "instrument_mistral"]

@@ -12,6 +12,7 @@ With pytest, the ``trodo_capture`` fixture gives the same object.
 
 ``FakeOpenAI`` and ``FakeAnthropic`` are local servers that speak those APIs (JSON, event streams,
 tool calls, error bodies), so an agent that calls the real SDKs can be tested offline.
+``FakeCohere`` and ``FakeMistral`` do the same for Cohere's v2 API and Mistral's API.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._testing_bedrock import FakeBedrock
+from ._testing_cohere import FakeCohere
 from ._testing_gemini import FakeGemini
+from ._testing_mistral import FakeMistral
 from ._testing_providers import FakeAnthropic, FakeOpenAI, FakeReply, ReceivedRequest
 
 __all__ = [
     "Capture",
     "CapturedSpan",
     "FakeAnthropic",
+    "FakeCohere",
+    "FakeMistral",
     "FakeOpenAI",
     "FakeReply",
     "ReceivedRequest",

@@ -193,6 +193,7 @@ def _parse_pricing(value: Any, name: str) -> Any:
 
 _PROVIDERS: tuple[str, ...] = ("openai", "anthropic")
 _PROVIDERS += ("bedrock", "gemini")
+_PROVIDERS += ("cohere", "mistral", "litellm")
 
 
 def _parse_instrument(value: Any, name: str) -> bool | tuple[str, ...]:

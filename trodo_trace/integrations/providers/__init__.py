@@ -23,6 +23,11 @@ from ..._internal.core.errors import internal_error, log_once
 SUPPORTED: dict[str, str] = {"openai": "openai", "anthropic": "anthropic"}
 # Amazon Bedrock (botocore) and Gemini / Vertex AI (google-genai)
 SUPPORTED.update({"bedrock": "botocore", "gemini": "google.genai"})
+# Cohere (v2 client), Mistral (mistralai 3.x) and LiteLLM
+SUPPORTED.update({"cohere": "cohere", "mistral": "mistralai", "litellm": "litellm"})
+#: Where the post-import hook waits when it is not the top-level module (``mistralai`` is a namespace
+#: package: its import runs no hook, ``mistralai.client`` is the SDK).
+HOOK_MODULES: dict[str, str] = {"mistral": "mistralai.client"}
 
 _lock = threading.RLock()
 #: Providers that should be patched (set by the runtime's configuration or an explicit call).
@@ -34,6 +39,7 @@ _hooked: set[str] = set()
 
 __all__ = ["SUPPORTED", "instrument", "instrument_anthropic", "instrument_openai", "uninstrument"]
 __all__ += ["instrument_bedrock", "instrument_gemini"]
+__all__ += ["instrument_cohere", "instrument_litellm", "instrument_mistral"]
 
 
 def _module(name: str) -> Any:
@@ -84,13 +90,14 @@ def instrument(name: str, *, required: bool = False) -> bool:
             name,
         )
         return False
+    hook_module = HOOK_MODULES.get(name, top)
     with _lock:
         _wanted.add(name)
-        if top in sys.modules:
+        if hook_module in sys.modules:
             _apply(name)
         elif name not in _hooked:
             _hooked.add(name)
-            wrapt.register_post_import_hook(_on_import(name), top)
+            wrapt.register_post_import_hook(_on_import(name), hook_module)
     return True
 
 
@@ -219,6 +226,76 @@ def instrument_gemini() -> None:
         [('gemini.generate_content', 'gcp.gemini')]
     """
     instrument("gemini", required=True)
+
+
+# -- Cohere, Mistral, LiteLLM ----------------------------------------------------------------------
+def instrument_cohere() -> None:
+    """Trace every ``cohere`` v2 client call (``cohere.ClientV2`` and ``AsyncClientV2``): ``chat``,
+    ``chat_stream``, ``embed`` and ``rerank`` (idempotent). Done automatically when tracing starts.
+
+    Raises:
+        ImportError: the cohere SDK or wrapt is not installed (``pip install 'trodo-trace[cohere]'``).
+
+    Example:
+        >>> import cohere
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import FakeCohere, capture
+        >>> trodo.instrument_cohere()
+        >>> with FakeCohere() as fake, capture() as traces:
+        ...     client = cohere.ClientV2(api_key="test", base_url=fake.base_url)
+        ...     reply = client.chat(model="command-a-03-2025", messages=[{"role": "user", "content": "hi"}])
+        >>> [(span.name, span.attributes["gen_ai.usage.input_tokens"]) for span in traces.spans]
+        [('cohere.chat', 10)]
+    """
+    instrument("cohere", required=True)
+
+
+def instrument_mistral() -> None:
+    """Trace every ``mistralai`` call (``mistralai.client.Mistral``): ``chat.complete``,
+    ``chat.stream`` and ``embeddings.create``, sync and ``*_async`` (idempotent). Done automatically
+    when tracing starts.
+
+    Raises:
+        ImportError: the mistralai SDK or wrapt is not installed (``pip install 'trodo-trace[mistral]'``).
+
+    Example:
+        >>> from mistralai.client import Mistral
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import FakeMistral, capture
+        >>> trodo.instrument_mistral()
+        >>> with FakeMistral() as fake, capture() as traces:
+        ...     client = Mistral(api_key="test", server_url=fake.base_url)
+        ...     reply = client.chat.complete(
+        ...         model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}]
+        ...     )
+        >>> [(span.name, span.attributes["gen_ai.provider.name"]) for span in traces.spans]
+        [('mistral.chat', 'mistral_ai')]
+    """
+    instrument("mistral", required=True)
+
+
+def instrument_litellm() -> None:
+    """Trace every ``litellm.completion`` / ``litellm.acompletion`` call, also streamed (idempotent):
+    one LLM span per call, with the provider LiteLLM resolved; the provider SDK calls it makes
+    underneath are not counted again. Done automatically when tracing starts.
+
+    Raises:
+        ImportError: litellm or wrapt is not installed (``pip install 'trodo-trace[litellm]'``).
+
+    Example:
+        >>> import litellm
+        >>> import trodo_trace as trodo
+        >>> from trodo_trace.testing import FakeOpenAI, capture
+        >>> trodo.instrument_litellm()
+        >>> with FakeOpenAI() as fake, capture() as traces:
+        ...     reply = litellm.completion(
+        ...         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+        ...         api_base=fake.base_url, api_key="test",
+        ...     )
+        >>> [(span.name, span.attributes["gen_ai.provider.name"]) for span in traces.spans]
+        [('litellm.completion', 'openai')]
+    """
+    instrument("litellm", required=True)
 
 
 # -- runtime hooks -------------------------------------------------------------------------------
