@@ -38,7 +38,11 @@ def test_runtime_start_instruments_every_installed_sdk():
     assert not _patched(CHAT)
     with trodo.tool("t"):
         pass
-    imported = {name for name in providers.SUPPORTED if providers.HOOK_MODULES.get(name, name) in sys.modules}
+    imported = {
+        name
+        for name, top in providers.SUPPORTED.items()
+        if providers.HOOK_MODULES.get(name, top) in sys.modules
+    }
     assert providers.instrumented() == {"openai", "anthropic"} | imported
     assert _patched(CHAT) and _patched(ASYNC_CHAT) and _patched(MESSAGES) and _patched(MESSAGES, "stream")
 
