@@ -84,7 +84,19 @@ def is_secret_key(key: str) -> bool:
         >>> [is_secret_key(k) for k in ("user_password", "Authorization", "max_tokens", "input.value")]
         [True, True, False, False]
     """
-    return _SECRET_KEY.search(key) is not None
+    found = _SECRET_KEY_CACHE.get(key)
+    if found is None:
+        found = type(key) is str and _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEY_CACHE) >= _SECRET_KEY_CACHE_SIZE:
+            _SECRET_KEY_CACHE.clear()
+        _SECRET_KEY_CACHE[key] = found
+    return found
+
+
+#: Answers of :func:`is_secret_key` by key: attribute names repeat from span to span, and the regex
+#: search costs more than the rest of a span's scrubbing. Bounded (cleared when full).
+_SECRET_KEY_CACHE: dict[Any, bool] = {}
+_SECRET_KEY_CACHE_SIZE = 4096
 
 
 def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
@@ -260,7 +272,8 @@ class Scrubber:
                 if isinstance(value, str):
                     attributes[key] = redact(value)
         if self.capture_content and self.redact is not None:
-            for key in [k for k in attributes if type(k) is str and is_secret_key(k)]:
+            cached = _SECRET_KEY_CACHE.get
+            for key in [k for k in attributes if cached(k) or (cached(k) is None and is_secret_key(k))]:
                 attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
