@@ -736,3 +736,43 @@ def test_sigterm_flushes_queued_spans_and_keeps_the_previous_behaviour(
         process.stdout.close()
         process.stderr.close()
     assert receiver.span_count() == 2020
+
+
+def test_the_byte_bound_holds_though_a_short_queue_is_not_measured():
+    """With a per-item maximum, items joining a short queue are not measured (no cost on the app thread),
+    yet what the queue holds stays within max_bytes while the worker is stuck; the rest overflows."""
+    import threading
+
+    release = threading.Event()
+    exported, spilled = [], []
+
+    def export(batch):
+        release.wait(10.0)
+        exported.extend(batch)
+
+    def overflow(item):
+        spilled.append(item)
+        return True
+
+    pipeline = Pipeline(
+        export,
+        batch_size=4,
+        interval_s=0.01,
+        size=len,
+        max_bytes=10_000,
+        max_item_bytes=1_000,
+        overflow=overflow,
+    )
+    measured = []
+    pipeline._size = lambda item: measured.append(item) or len(item)
+    for i in range(200):
+        pipeline.submit(f"{i:03d}" + "x" * (200 if i % 2 else 997))
+    queued = sum(map(len, list(pipeline._queue)))
+    assert queued <= 10_000 and spilled
+    assert len(measured) < 200  # the first items of the short queue were not measured
+    release.set()
+    assert pipeline.flush(10.0)
+    pipeline.shutdown(1.0)
+    assert sorted(exported + spilled) == sorted(
+        f"{i:03d}" + "x" * (200 if i % 2 else 997) for i in range(200)
+    )

@@ -46,6 +46,7 @@ class Pipeline:
         name: str = "trodo-export",
         size: Callable[[Any], int] | None = None,
         max_bytes: int = 0,
+        max_item_bytes: int = 0,
     ):
         self._export = export
         self._convert = convert
@@ -57,11 +58,17 @@ class Pipeline:
         self._on_idle = on_idle
         self._abandon = abandon
         self._name = name
-        #: Memory bound in bytes (with ``size``, an O(1) estimate of an item's bytes): past it, items
-        #: take the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread
-        #: side is not locked.
+        #: Memory bound in bytes (with ``size``, an estimate of an item's bytes): past it, items take
+        #: the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread side is
+        #: not locked. With ``max_item_bytes`` (what ``size`` can return at most) the first items of
+        #: a short queue are not measured at all, so the application thread pays for the byte bound
+        #: only when the queue is backing up; the measured rest is held to what remains of the
+        #: bound (see ``_byte_plan``).
         self._size = size if max_bytes > 0 else None
         self._max_bytes = max_bytes
+        self._unmeasured, self._byte_budget = _byte_plan(max_bytes, max_item_bytes)
+        if self._size is None:
+            self._unmeasured = max_queue + 1  # never measure
         self._reset()
 
     def _reset(self) -> None:
@@ -98,12 +105,14 @@ class Pipeline:
     # -- application thread ------------------------------------------------------------------
     def submit(self, item: Any) -> None:
         queue = self._queue
-        size = self._size
-        over_bytes = False
-        if size is not None:
-            nbytes = size(item)
-            over_bytes = self._bytes_in - self._bytes_out + nbytes > self._max_bytes
-        if len(queue) >= self._max_queue or self._stopped or over_bytes:
+        depth = len(queue)
+        over = depth >= self._max_queue or self._stopped
+        if depth >= self._unmeasured and not over:  # a queue backing up: measure what joins it
+            nbytes = self._size(item)  # type: ignore[misc]  # set whenever items are measured
+            over = self._bytes_in - self._bytes_out + nbytes > self._byte_budget
+            if not over:
+                self._bytes_in += nbytes
+        if over:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
                 self._dropped.increment()
@@ -120,8 +129,6 @@ class Pipeline:
                         self._max_queue,
                     )
             return
-        if size is not None:
-            self._bytes_in += nbytes
         queue.append(item)
         self._submitted.increment()
         if self._thread is None and not self._inline:
@@ -183,8 +190,7 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
-            if self._size is not None:
-                self._bytes_out += sum(map(self._size, batch))
+            self._release(batch)
             self._in_flight = len(batch)
             ok = False
             lost = 0
@@ -213,6 +219,17 @@ class Pipeline:
                 self._processed += len(batch)
                 self._in_flight = 0
                 self._done.notify_all()
+
+    def _release(self, items: list[Any]) -> None:
+        """Items left the queue (worker side): their measured bytes no longer count."""
+        measured = self._bytes_in
+        if self._bytes_out >= measured:
+            return  # nothing measured is queued: the usual case, nothing to do
+        if len(self._queue) < self._unmeasured:
+            self._bytes_out = measured  # short again: what is left is within the unmeasured allowance
+            return
+        released = self._bytes_out + sum(map(self._size, items))  # type: ignore[arg-type]
+        self._bytes_out = min(released, measured)
 
     def _convert_isolated(self, batch: list[Any]) -> list[Any]:
         """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
@@ -292,8 +309,7 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
-            if self._size is not None:
-                self._bytes_out += sum(map(self._size, leftovers))
+            self._release(leftovers)
             self._abandoned += len(leftovers)
             self._handed_over = True
             self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
@@ -318,3 +334,22 @@ class Pipeline:
             "lost": self.lost,
             "last_error": self.last_error,
         }
+
+
+def _byte_plan(max_bytes: int, max_item_bytes: int) -> tuple[int, int]:
+    """``(unmeasured items, budget in bytes for the measured ones)`` within ``max_bytes``.
+
+    Without a per-item maximum every item is measured and the budget is ``max_bytes``. With one,
+    up to a quarter of the bound goes to unmeasured items at the head of the queue and as much again
+    to the error of releasing them as if they had been measured; the measured rest gets half.
+
+    Example:
+        >>> _byte_plan(1024, 0)
+        (0, 1024)
+        >>> _byte_plan(64 * 1024 * 1024, 66_000)
+        (254, 33580864)
+    """
+    if max_bytes <= 0 or max_item_bytes <= 0:
+        return 0, max_bytes
+    free = max_bytes // (4 * max_item_bytes)
+    return free, max_bytes - 2 * free * max_item_bytes
