@@ -667,13 +667,13 @@ def test_event_properties_are_capped_like_captured_values():
 
     trodo.init(max_value_length=1000)
     trodo.track("u1", "warm_up")  # builds the event sink
-    properties = {"text": "a" * 50_000, "items": list(range(1_000_000))}
+    properties = {"text": "a" * 50_000_000, "items": list(range(1_000_000))}
     started = time.thread_time()  # this thread's CPU time: unaffected by a busy machine
     trodo.track("u1", "big_props", properties)
     elapsed = time.thread_time() - started
     assert trodo.flush(5.0)
     event = next(e for e in LocalStore(runtime.get().store_path).list_events() if e["name"] == "big_props")
-    assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000 chars total]"
+    assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000000 chars total]"
     assert len(event["properties"]["items"]) == 1001
     assert elapsed < 0.05
 
@@ -776,3 +776,20 @@ def test_the_byte_bound_holds_though_a_short_queue_is_not_measured():
     assert sorted(exported + spilled) == sorted(
         f"{i:03d}" + "x" * (200 if i % 2 else 997) for i in range(200)
     )
+
+
+def test_the_event_queue_is_bounded_in_bytes_and_spills_to_the_spool(receiver):
+    """max_queue_bytes holds for events too: big events past the bound go to the spool, all are delivered."""
+    import trodo_trace as trodo
+    from trodo_trace._internal.events.sink import current_sink
+
+    trodo.init(endpoint=receiver.url, batch_flush_interval_ms=60_000, max_queue_bytes=1024 * 1024)
+    for i in range(100):
+        trodo.track("u1", "heavy_event", {"i": i, "blob": "x" * 30_000})
+    pipeline = current_sink().pipeline.stats()
+    assert pipeline["queue_bytes"] <= 1024 * 1024
+    assert pipeline["queue_depth"] < 40 and pipeline["overflowed"] > 60
+    assert trodo.flush(15.0) is True
+    assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(100))
+    stats = trodo.stats()
+    assert (stats["events_dropped"], stats["events_exported"]) == (0, 100)
