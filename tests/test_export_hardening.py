@@ -793,3 +793,54 @@ def test_the_event_queue_is_bounded_in_bytes_and_spills_to_the_spool(receiver):
     assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(100))
     stats = trodo.stats()
     assert (stats["events_dropped"], stats["events_exported"]) == (0, 100)
+
+
+REFUSED_LOGS = """
+import json, trodo_trace as trodo
+
+@trodo.agent("phoenix-like")
+def bot():
+    for i in range(3):
+        trodo.track("u1", "clicked", {"i": i})
+
+bot()
+bot()
+first = trodo.flush(10)
+second = trodo.flush(10)
+stats = trodo.stats()
+print(json.dumps({key: stats[key] for key in ("exported", "rejected", "events_rejected", "events_exported",
+                                               "events_refused", "events_last_error", "refused")} |
+                 {"first": first, "second": second}))
+"""
+
+
+def test_a_backend_without_logs_gets_one_clear_warning_and_events_count_as_rejected(tmp_path, receiver):
+    """405 on /v1/logs (as Phoenix answers): spans arrive, each event is counted as rejected, one warning names the
+    signal and the answer (no header values), flush() is False once with the reason in stats()."""
+    receiver.refuse_signal("logs", 405)
+    env = {
+        "TRODO_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={HEADER_SECRET}",
+        "TRODO_BATCH_SIZE": "3",
+        "TRODO_BATCH_FLUSH_INTERVAL_MS": "20",
+        **ENV,
+    }
+    result = run_script(REFUSED_LOGS, tmp_path, env=env)
+    out = _last_json(result)
+    assert out == {
+        "exported": 2,
+        "rejected": 0,
+        "events_rejected": 6,
+        "events_exported": 0,
+        "events_refused": "405: no logs here (the collector does not accept logs)",
+        "events_last_error": "405: no logs here (the collector does not accept logs)",
+        "refused": None,
+        "first": False,
+        "second": True,
+    }
+    assert len([r for r in receiver.requests if r.path.endswith("logs")]) >= 2
+    warnings = [line for line in result.stderr.splitlines() if "trodo_trace" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "does not accept logs" in warnings[0] and "405" in warnings[0] and "/v1/logs" in warnings[0]
+    assert HEADER_SECRET not in result.stderr + result.stdout
+    assert [span.name for span in receiver.spans()] == ["phoenix-like", "phoenix-like"]

@@ -351,6 +351,7 @@ class EventSink:
             result["events_failed"] = delivery["failed"] + stats["lost"]
             result["events_spooled"] = delivery["spooled"]
             result["events_rejected"] = delivery["rejected"]
+            result["events_refused"] = delivery["refused"]  # the collector does not take logs at all
             result["events_dropped"] += delivery["dropped"]
             result["events_last_error"] = delivery["last_error"] or stats["last_error"]
         return result
