@@ -844,3 +844,46 @@ def test_a_backend_without_logs_gets_one_clear_warning_and_events_count_as_rejec
     assert "does not accept logs" in warnings[0] and "405" in warnings[0] and "/v1/logs" in warnings[0]
     assert HEADER_SECRET not in result.stderr + result.stdout
     assert [span.name for span in receiver.spans()] == ["phoenix-like", "phoenix-like"]
+
+
+SOURCE_LINES = """
+import traceback, trodo_trace as trodo
+trodo.init(capture_content=False, schedule_delay_ms=20, batch_flush_interval_ms=20)
+
+@trodo.tool
+def lookup(account):
+    return {"SRC-LEAK-1": account}["SRC-LEAK-2 " + account]
+
+@trodo.agent("private-source")
+def bot():
+    try:
+        lookup("acct")
+    except KeyError as exc:
+        trodo.for_user("u1").capture_error(exc)
+        text = "".join(traceback.format_exception(exc))
+        with trodo.get_tracer().start_as_current_span("by-hand") as span:
+            span.add_event("exception", {"exception.type": "KeyError", "exception.stacktrace": text})
+
+bot()
+print(trodo.flush(10))
+"""
+
+
+def test_capture_content_off_leaves_no_source_text_in_stack_traces(tmp_path, receiver):
+    """Content off: stack traces keep each frame's file, line and function but no code line (it can hold literals
+    and arguments), in span exception events, server_error events and hand-added exception events alike."""
+    result = run_script(SOURCE_LINES, tmp_path, env={"TRODO_ENDPOINT": receiver.url, **ENV})
+    assert result.stdout.split() == ["True"], result.stderr
+    assert b"SRC-LEAK" not in b"".join(r.body for r in receiver.requests)
+    stacks = [
+        e["attributes"]["exception.stacktrace"]
+        for s in receiver.spans()
+        for e in s.events
+        if e["name"] == "exception"
+    ]
+    (event,) = receiver.logs()
+    stacks.append(event["body"]["stack_trace"])
+    assert len(stacks) == 3  # the tool span's exception event, the hand-added one, the server_error event
+    for stack in stacks:
+        assert ", in lookup" in stack and stack.rstrip().endswith("KeyError"), stack
+        assert "return {" not in stack

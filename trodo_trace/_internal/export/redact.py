@@ -341,33 +341,44 @@ def _is_doc_content(key: str) -> bool:
 
 
 _EXCEPTION_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+#: One line of a formatted traceback: exception groups prefix theirs with ``|`` columns.
+_STACK_LINE = re.compile(r"(?P<prefix>(?:\s*\|)*)(?P<indent>\s*)(?P<rest>.*)")
+_GROUP_RULE = re.compile(r"[+\-]+(?: \d+ [+\-]+| \.\.\. .*)?")
 _CHAIN_LINES = (
     "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
 )
 
 
 def strip_exception_messages(stack: str) -> str:
-    """A Python traceback with the frames kept and every exception line cut to its type.
+    """A Python traceback with each frame's file, line and function kept, and its source lines and every
+    exception's message cut (exception lines keep the type; exception groups' frames are kept too).
 
     Example:
         >>> strip_exception_messages('Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n'
-        ...                          '    g()\\nValueError: user 42 said hi\\n')
-        'Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n    g()\\nValueError\\n'
+        ...                          '    g("secret")\\nValueError: user 42 said hi\\n')
+        'Traceback (most recent call last):\\n  File "a.py", line 1, in f\\nValueError\\n'
     """
     out = []
     in_message = False
     for line in stack.splitlines():
-        if line in _CHAIN_LINES or line == "":
+        match = _STACK_LINE.match(line)
+        prefix, indent, rest = match.group("prefix"), match.group("indent"), match.group("rest")
+        if rest == "":
+            out.append(line)  # a message's own blank lines do not end it
+        elif rest.lstrip("+ ") in _CHAIN_LINES or _GROUP_RULE.fullmatch(rest):
             out.append(line)
             in_message = False
-        elif line.startswith(" "):
+        elif rest.startswith('File "'):
             if not in_message:
                 out.append(line)
+        elif len(indent) >= 2:
+            continue  # a frame's source text, or its ^^^ markers
         else:
-            kind = line.split(":", 1)[0]
+            kind = rest.split(":", 1)[0]
             if not in_message and _EXCEPTION_TYPE.fullmatch(kind):
-                out.append(kind)
+                out.append(prefix + indent + kind)
             in_message = True
     return "\n".join(out) + ("\n" if stack.endswith("\n") else "")
