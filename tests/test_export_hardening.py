@@ -887,3 +887,35 @@ def test_capture_content_off_leaves_no_source_text_in_stack_traces(tmp_path, rec
     for stack in stacks:
         assert ", in lookup" in stack and stack.rstrip().endswith("KeyError"), stack
         assert "return {" not in stack
+
+
+def test_status_counts_spooled_items_from_content_and_skips_links(tmp_path, receiver):
+    """trodo-trace status: a renamed file claiming 1,000,000,000 spans counts what it holds; a link is not counted."""
+    import subprocess
+    import sys
+
+    store = tmp_path / ".trodo" / "trodo.db"
+    env = {"TRODO_ENDPOINT": receiver.url, "TRODO_STORE": str(store), "OTEL_BSP_EXPORT_TIMEOUT": "300"}
+    receiver.set_behaviour(status=503)
+    code = "import trodo_trace as trodo\nfor _ in range(3):\n    with trodo.agent('spooled'):\n        pass\ntrodo.flush(2)\n"
+    first = run_script(code, tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    (spooled,) = (tmp_path / ".trodo" / "spool").glob("*/*.otlp")
+    stem, signal, _count, suffix = spooled.name.split(".")
+    spooled.rename(spooled.with_name(f"{stem}.{signal}.1000000000.{suffix}"))
+    secret = tmp_path / "secret.otlp"
+    secret.write_bytes(spooled.with_name(f"{stem}.{signal}.1000000000.{suffix}").read_bytes())
+    spooled.with_name(
+        f"{int(stem.split('-')[0]) - 1:020d}-3ffffex00000000-00000001.traces.7.otlp"
+    ).symlink_to(secret)
+    done = subprocess.run(
+        [sys.executable, "-m", "trodo_trace.cli", "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={**__import__("os").environ, "TRODO_STORE": str(store)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 batches" in done.stdout and "3 spans" in done.stdout, done.stdout
+    assert "1000000000" not in done.stdout and " 7 spans" not in done.stdout
