@@ -919,3 +919,61 @@ def test_status_counts_spooled_items_from_content_and_skips_links(tmp_path, rece
     assert done.returncode == 0, done.stderr
     assert "1 batches" in done.stdout and "3 spans" in done.stdout, done.stdout
     assert "1000000000" not in done.stdout and " 7 spans" not in done.stdout
+
+
+READ_ONLY_SPOOL = """
+import errno, json, os, trodo_trace as trodo
+from trodo_trace._internal.export import spool as spool_mod
+
+real_open = os.open
+
+def read_only(path, flags, *args, **kwargs):
+    if flags & os.O_CREAT and "spool" in str(path):
+        raise OSError(errno.EROFS, "Read-only file system")
+    return real_open(path, flags, *args, **kwargs)
+
+spool_mod.os.open = read_only
+with trodo.agent("nowhere"):
+    pass
+ok = trodo.flush(3)
+stats = trodo.stats()
+print(json.dumps([ok, stats["dropped"], stats["spooled"]]))
+"""
+
+
+def test_a_read_only_spool_is_reported_as_read_only_not_as_full(tmp_path, receiver):
+    """Collector refusing for now and a read-only spool: the warning says the file system is read-only."""
+    receiver.set_behaviour(status=503)
+    result = run_script(
+        READ_ONLY_SPOOL,
+        tmp_path,
+        env={
+            "TRODO_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "20",
+            "OTEL_BSP_EXPORT_TIMEOUT": "300",
+        },
+    )
+    assert _last_json(result) == [False, 1, 0]
+    assert "read-only" in result.stderr and "spool is full" not in result.stderr, result.stderr
+
+
+INIT_TWICE = """
+import trodo_trace as trodo
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+with trodo.agent("first"):
+    trodo.track("u1", "first_event")
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+with trodo.agent("second"):
+    trodo.track("u1", "second_event")
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+print(trodo.flush(5))
+"""
+
+
+def test_init_twice_prints_nothing_and_loses_nothing(tmp_path, receiver):
+    """init() again (and again) with spans and events queued: no OpenTelemetry message, everything delivered."""
+    result = run_script(INIT_TWICE, tmp_path, env={"TRODO_ENDPOINT": receiver.url})
+    assert result.returncode == 0 and result.stdout.split() == ["True"], result.stderr
+    assert result.stderr == ""
+    assert sorted(span.name for span in receiver.spans()) == ["first", "second"]
+    assert sorted(r["attributes"]["event.name"] for r in receiver.logs()) == ["first_event", "second_event"]
