@@ -27,17 +27,17 @@ def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Valid OpenTelemetry attributes: every value encodable, one bad attribute dropped alone."""
     try:
         cleaned = {}
+        plain_keys = "".join(attributes).isascii()  # every key a str, all ASCII: the usual case
+    except TypeError:
+        plain_keys = False
+    try:
         for key, value in attributes.items():
             kind = type(value)
-            if (
-                type(key) is str
-                and key.isascii()
-                and (
-                    (kind is str and value.isascii())
-                    or kind is bool
-                    or kind is float
-                    or (kind is int and _INT64_MIN <= value < _INT64_MAX)
-                )
+            if plain_keys and (
+                (kind is str and value.isascii())
+                or kind is bool
+                or kind is float
+                or (kind is int and _INT64_MIN <= value < _INT64_MAX)
             ):
                 cleaned[key] = value  # the usual case, kept cheap
             else:

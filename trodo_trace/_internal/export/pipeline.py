@@ -62,8 +62,8 @@ class Pipeline:
         #: the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread side is
         #: not locked. With ``max_item_bytes`` (what ``size`` can return at most) the first items of
         #: a short queue are not measured at all, so the application thread pays for the byte bound
-        #: only when the queue is backing up; the measured rest is held to what remains of the
-        #: bound (see ``_byte_plan``).
+        #: only when the queue is backing up; the measured rest (queued with their size, released
+        #: exactly by the worker) is held to what remains of the bound (see ``_byte_plan``).
         self._size = size if max_bytes > 0 else None
         self._max_bytes = max_bytes
         self._unmeasured, self._byte_budget = _byte_plan(max_bytes, max_item_bytes)
@@ -112,6 +112,7 @@ class Pipeline:
             over = self._bytes_in - self._bytes_out + nbytes > self._byte_budget
             if not over:
                 self._bytes_in += nbytes
+                item = _Measured(item, nbytes)  # so the worker releases exactly these bytes
         if over:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
@@ -190,7 +191,8 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
-            self._release(batch)
+            if self._bytes_out != self._bytes_in:  # measured items may be among these
+                batch = self._release(batch)
             self._in_flight = len(batch)
             ok = False
             lost = 0
@@ -220,16 +222,17 @@ class Pipeline:
                 self._in_flight = 0
                 self._done.notify_all()
 
-    def _release(self, items: list[Any]) -> None:
-        """Items left the queue (worker side): their measured bytes no longer count."""
-        measured = self._bytes_in
-        if self._bytes_out >= measured:
-            return  # nothing measured is queued: the usual case, nothing to do
-        if len(self._queue) < self._unmeasured:
-            self._bytes_out = measured  # short again: what is left is within the unmeasured allowance
-            return
-        released = self._bytes_out + sum(map(self._size, items))  # type: ignore[arg-type]
-        self._bytes_out = min(released, measured)
+    def _release(self, items: list[Any]) -> list[Any]:
+        """``items`` as submitted, the bytes of those that were measured released (worker side)."""
+        released = 0
+        out = []
+        for item in items:
+            if type(item) is _Measured:
+                released += item.nbytes
+                item = item.item
+            out.append(item)
+        self._bytes_out += released
+        return out
 
     def _convert_isolated(self, batch: list[Any]) -> list[Any]:
         """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
@@ -309,7 +312,7 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
-            self._release(leftovers)
+            leftovers = self._release(leftovers)
             self._abandoned += len(leftovers)
             self._handed_over = True
             self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
@@ -336,20 +339,31 @@ class Pipeline:
         }
 
 
+class _Measured:
+    """A queued item with its measured bytes (only items that joined a long queue are wrapped)."""
+
+    __slots__ = ("item", "nbytes")
+
+    def __init__(self, item: Any, nbytes: int):
+        self.item = item
+        self.nbytes = nbytes
+
+
 def _byte_plan(max_bytes: int, max_item_bytes: int) -> tuple[int, int]:
     """``(unmeasured items, budget in bytes for the measured ones)`` within ``max_bytes``.
 
-    Without a per-item maximum every item is measured and the budget is ``max_bytes``. With one,
-    up to a quarter of the bound goes to unmeasured items at the head of the queue and as much again
-    to the error of releasing them as if they had been measured; the measured rest gets half.
+    Without a per-item maximum every item is measured and the budget is ``max_bytes``. With one, up
+    to three quarters of the bound go to unmeasured items at the head of the queue (at most
+    ``max_item_bytes`` each: a few batches at the default bound, so a queue that keeps up is never
+    measured) and the measured rest gets what is left.
 
     Example:
         >>> _byte_plan(1024, 0)
         (0, 1024)
         >>> _byte_plan(64 * 1024 * 1024, 66_000)
-        (254, 33580864)
+        (762, 16816864)
     """
     if max_bytes <= 0 or max_item_bytes <= 0:
         return 0, max_bytes
-    free = max_bytes // (4 * max_item_bytes)
-    return free, max_bytes - 2 * free * max_item_bytes
+    free = 3 * max_bytes // (4 * max_item_bytes)
+    return free, max_bytes - free * max_item_bytes

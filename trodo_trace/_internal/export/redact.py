@@ -73,6 +73,8 @@ _NAMED_ANCHORS = (
     "cookie",
     "credential",
 )
+#: Where a secret's name may occur (one scan of the text instead of one per anchor).
+_ANCHOR = re.compile("|".join(_NAMED_ANCHORS))
 #: A key (attribute or property name) that names a secret: its whole value is redacted.
 _SECRET_KEY = re.compile(r"(?i)(?:^|[._\-])(?:[a-z0-9]+[_\-])*(?:" + _SECRET_NAMES + r")$")
 
@@ -89,13 +91,18 @@ def is_secret_key(key: str) -> bool:
         found = type(key) is str and _SECRET_KEY.search(key) is not None
         if len(_SECRET_KEY_CACHE) >= _SECRET_KEY_CACHE_SIZE:
             _SECRET_KEY_CACHE.clear()
+            _SECRET_KEYS_SEEN.clear()
         _SECRET_KEY_CACHE[key] = found
+        if found:
+            _SECRET_KEYS_SEEN.add(key)
     return found
 
 
 #: Answers of :func:`is_secret_key` by key: attribute names repeat from span to span, and the regex
 #: search costs more than the rest of a span's scrubbing. Bounded (cleared when full).
 _SECRET_KEY_CACHE: dict[Any, bool] = {}
+#: The keys of the cache that name a secret (a span's attributes are intersected with it).
+_SECRET_KEYS_SEEN: set[Any] = set()
 _SECRET_KEY_CACHE_SIZE = 4096
 
 
@@ -128,9 +135,8 @@ def _replace_shaped(match: re.Match[str]) -> str:
 def _redact_named(text: str, lowered: str) -> str:
     """Replace the values of secret-named assignments, trying the regex only where a name occurs."""
     spans: list[tuple[int, int, str]] = []
-    hits = sorted(index for anchor in _NAMED_ANCHORS for index in _find_all(lowered, anchor))
     done = 0
-    for hit in hits:
+    for hit in [m.start() for m in _ANCHOR.finditer(lowered)]:
         if hit < done:
             continue
         start = hit
@@ -160,15 +166,6 @@ def _redact_named(text: str, lowered: str) -> str:
     return "".join(parts)
 
 
-def _find_all(text: str, needle: str) -> list[int]:
-    found = []
-    index = text.find(needle)
-    while index >= 0:
-        found.append(index)
-        index = text.find(needle, index + len(needle))
-    return found
-
-
 def redact_secrets(text: str) -> str:
     """Replace API keys, bearer tokens and passwords in ``text`` with ``[REDACTED]``.
 
@@ -181,9 +178,8 @@ def redact_secrets(text: str) -> str:
             text = _SHAPED.sub(_replace_shaped, text)
             break
     lowered = text.lower()
-    for anchor in _NAMED_ANCHORS:
-        if anchor in lowered:
-            return _redact_named(text, lowered)
+    if _ANCHOR.search(lowered) is not None:
+        return _redact_named(text, lowered)
     return text
 
 
@@ -272,9 +268,13 @@ class Scrubber:
                 if isinstance(value, str):
                     attributes[key] = redact(value)
         if self.capture_content and self.redact is not None:
-            cached = _SECRET_KEY_CACHE.get
-            for key in [k for k in attributes if cached(k) or (cached(k) is None and is_secret_key(k))]:
-                attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
+            keys = attributes.keys()
+            if not keys <= _SECRET_KEY_CACHE.keys():  # names not seen before: classify them once
+                for key in keys - _SECRET_KEY_CACHE.keys():
+                    is_secret_key(key)
+            if _SECRET_KEYS_SEEN:
+                for key in keys & _SECRET_KEYS_SEEN:
+                    attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
             new = self._status(message)
