@@ -545,7 +545,7 @@ def format_stack(exception: BaseException, tb: Any, content: bool | None = None)
 def _frames_only(stack: traceback.StackSummary) -> traceback.StackSummary:
     """``stack`` without source text: file, line number and function of each frame."""
     return traceback.StackSummary.from_list(
-        [(frame.filename, frame.lineno, frame.name, "") for frame in stack]
+        [(frame.filename, frame.lineno or 0, frame.name, "") for frame in stack]
     )
 
 

@@ -283,10 +283,11 @@ class EventSink:
             max_bytes=config.max_queue_bytes,
             **hooks,
         )
-        if self.delivery is not None:
-            self.delivery.item_size = event_bytes
-            self.delivery.max_buffer_bytes = config.max_queue_bytes
-            self._in_empty_context(lambda: self.delivery.bind(self.pipeline))
+        delivery: Any = self.delivery
+        if delivery is not None:
+            delivery.item_size = event_bytes
+            delivery.max_buffer_bytes = config.max_queue_bytes
+            self._in_empty_context(lambda: delivery.bind(self.pipeline))
 
     @staticmethod
     def _in_empty_context(action: Callable[[], Any]) -> None:

@@ -368,6 +368,8 @@ def strip_exception_messages(stack: str) -> str:
     in_message = False
     for line in stack.splitlines():
         match = _STACK_LINE.match(line)
+        if match is None:  # pragma: no cover - the pattern matches any line
+            continue
         prefix, indent, rest = match.group("prefix"), match.group("indent"), match.group("rest")
         if rest == "":
             out.append(line)  # a message's own blank lines do not end it
