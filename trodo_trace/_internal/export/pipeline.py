@@ -112,7 +112,7 @@ class Pipeline:
             over = self._bytes_in - self._bytes_out + nbytes > self._byte_budget
             if not over:
                 self._bytes_in += nbytes
-                item = _Measured(item, nbytes)  # so the worker releases exactly these bytes
+                item = (item, nbytes)  # so the worker releases exactly these bytes (items are never tuples)
         if over:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
@@ -191,7 +191,7 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
-            if self._bytes_out != self._bytes_in:  # measured items may be among these
+            if self._size is not None:  # measured items may be among these
                 batch = self._release(batch)
             self._in_flight = len(batch)
             ok = False
@@ -227,9 +227,9 @@ class Pipeline:
         released = 0
         out = []
         for item in items:
-            if type(item) is _Measured:
-                released += item.nbytes
-                item = item.item
+            if type(item) is tuple:  # (item, bytes): measured when it joined a long queue
+                item, nbytes = item
+                released += nbytes
             out.append(item)
         self._bytes_out += released
         return out
@@ -337,16 +337,6 @@ class Pipeline:
             "lost": self.lost,
             "last_error": self.last_error,
         }
-
-
-class _Measured:
-    """A queued item with its measured bytes (only items that joined a long queue are wrapped)."""
-
-    __slots__ = ("item", "nbytes")
-
-    def __init__(self, item: Any, nbytes: int):
-        self.item = item
-        self.nbytes = nbytes
 
 
 def _byte_plan(max_bytes: int, max_item_bytes: int) -> tuple[int, int]:
