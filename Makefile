@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 WORKERS ?= 2
 export TRODO_TEST_WORKERS := $(WORKERS)
 
-.PHONY: demo setup test test-default test-matrix test-oldest test-latest lint lock relock bench bench-export interop-env clean
+.PHONY: demo setup test test-default test-matrix test-oldest test-latest lint lock relock bench bench-export bench-store bench-ui screenshots interop-env clean
 
 setup:
 	@$(ENV) setup >/dev/null
@@ -56,6 +56,20 @@ relock:
 # BENCH_ARGS=--quick for small counts.
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/store_write.py
+	$(PY) bench/ui_bench.py
+
+# The local store's write throughput alone (spans/s, batches of 512).
+bench-store: setup
+	$(PY) bench/store_write.py
+
+# The dashboard alone: runs list and run page on a generated store of 100,000 runs / 1,000,000 spans.
+bench-ui: setup
+	$(PY) bench/ui_bench.py
+
+# The dashboard screenshots shown in README.md and docs/dashboard.md (system Chromium).
+screenshots: setup
+	$(PY) tools/ui_screenshots.py
 
 bench-export: setup
 	$(PY) bench/export.py

@@ -75,6 +75,75 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
             verdict(None if flat is None else flat <= 1.25),
         ]
     )
+    rows.extend(process_targets(data))
+    return rows
+
+
+def _ratio_row(label: str, ours: float | None, base: float | None, unit: str, limit: float) -> list[str]:
+    value = ours / base if ours is not None and base else None
+    return [
+        label,
+        f"{num(ours)} {unit} ({num(value, 2)}x)",
+        f"{limit} x {num(base)} = {num(base * limit if base else None)} {unit}",
+        "n/a" if value is None else ("**met**" if value <= limit else "**not met**"),
+    ]
+
+
+def process_targets(data: dict[str, Any]) -> list[list[str]]:
+    """The whole-process targets (issue 19), each a ratio to raw OpenTelemetry in the same run."""
+    over = data.get("overhead", {})
+    ours, base = over.get("trodo_trace", {}), over.get("opentelemetry", {})
+    rows = [
+        _ratio_row(
+            "process CPU per span incl. export and flush ≤ 0.5x raw OTel",
+            ours.get("process_us"),
+            base.get("process_us"),
+            "µs/span",
+            0.5,
+        ),
+        _ratio_row(
+            "app-thread cost ≤ 0.45x raw OTel", ours.get("cpu_us"), base.get("cpu_us"), "µs/span", 0.45
+        ),
+    ]
+    b = data.get("burst", {})
+    grown = {
+        name: (r["peak_rss"] - r["base_rss"]) / 2**20
+        for name, r in b.items()
+        if isinstance(r, dict) and "peak_rss" in r and "base_rss" in r
+    }
+    rows.append(
+        _ratio_row(
+            "peak RSS in the burst minus start ≤ 2x raw OTel's",
+            grown.get("trodo_trace"),
+            grown.get("opentelemetry"),
+            "MiB",
+            2.0,
+        )
+    )
+    output = str(data.get("export", {}).get("output", ""))
+    rate = re.search(r"= ([\d,]+) spans/s \(target", output)
+    core = re.search(r"= ([\d,]+) spans/s per busy core", output)
+    figure = int(rate.group(1).replace(",", "")) if rate else None
+    busy = f"; {core.group(1)} spans/s per busy core" if core else ""
+    rows.append(
+        [
+            "export throughput of one worker ≥ 60,000 spans/s",
+            f"{figure:,} spans/s{busy}" if figure is not None else "not measured",
+            "60,000 spans/s",
+            "n/a" if figure is None else ("**met**" if figure >= 60_000 else "**not met**"),
+        ]
+    )
+    sc = data.get("scaling", {}).get("trodo_trace", {})
+    for part, label in (("sizes", "10 to 10,000 spans per run"), ("threads", "1 to 16 threads")):
+        flat = scaling.flatness(sc, part, "process_us")
+        rows.append(
+            [
+                f"process CPU per span flat from {label} (within 25%)",
+                f"largest ÷ smallest = {num(flat, 2)}",
+                "≤ 1.25",
+                "n/a" if flat is None else ("**met**" if flat <= 1.25 else "**not met**"),
+            ]
+        )
     return rows
 
 

@@ -123,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
-        "command": "make bench" if not args.quick else ".venv/bin/python bench/run.py --quick",
+        "command": (
+            "make bench"
+            if not (argv if argv is not None else sys.argv[1:])
+            else ".venv/bin/python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        ),
         "argv": sys.argv[1:],
         "load": {"start": os.getloadavg()},
         "plan": {k: v for k, v in plan.items()},

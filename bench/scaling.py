@@ -1,10 +1,12 @@
-"""Scaling: trodo_trace's application-thread cost per span as a run grows, and across threads.
+"""Scaling: trodo_trace's cost per span as a run grows, and across threads.
 
 - **Run size**: one run of N spans (an agent calling N - 1 tools) for N = 10 ... 10,000, repeated
-  until about ``--total`` spans; application-thread CPU per span (best of ``--repeat``). It must stay
+  until about ``--total`` spans; application-thread CPU per span and process CPU per span (every
+  thread, export included, up to the flush that follows), best of ``--repeat``. Both must stay
   flat: no per-run structure may grow with the run.
-- **Threads**: 1, 4 and 16 threads each running 4-span agent runs at once (``--total`` spans in
-  all); application-thread CPU per span summed over the threads, and wall time per span.
+- **Threads**: 1, 2, 4, 8 and 16 threads each running 4-span agent runs at once (``--total`` spans
+  in all); application-thread CPU per span summed over the threads, process CPU per span (export
+  and flush included) and wall time per span.
 
 Raw OpenTelemetry is measured the same way beside it, for reference. Both export to the loopback
 sink. Run: ``.venv/bin/python bench/scaling.py [--total 20000]``.
@@ -26,7 +28,7 @@ from sink import OTLPSink
 
 CONTENDERS = ("trodo_trace", "opentelemetry")
 SIZES = (10, 100, 1000, 10_000)
-THREADS = (1, 4, 16)
+THREADS = (1, 2, 4, 8, 16)
 
 
 def measure(total: int, repeat: int, deadline: float) -> dict[str, Any]:
@@ -56,9 +58,9 @@ def measure(total: int, repeat: int, deadline: float) -> dict[str, Any]:
     return results
 
 
-def flatness(result: dict[str, Any]) -> float | None:
-    """Largest / smallest cost per span over the run sizes (1.0 is perfectly flat)."""
-    costs = [r["cpu_us"] for r in result.get("sizes", {}).values()]
+def flatness(result: dict[str, Any], part: str = "sizes", key: str = "cpu_us") -> float | None:
+    """Largest / smallest cost per span over the run sizes (or ``part="threads"``): 1.0 is flat."""
+    costs = [r[key] for r in (result.get(part) or {}).values() if r and r.get(key)]
     return max(costs) / min(costs) if costs else None
 
 
@@ -74,11 +76,23 @@ def render_sizes(results: dict[str, Any]) -> str:
                 num(a.get("cpu_us")),
                 num(b.get("cpu_us")),
                 ratio(a.get("cpu_us"), b.get("cpu_us")),
+                num(a.get("process_us")),
+                num(b.get("process_us")),
+                ratio(a.get("process_us"), b.get("process_us")),
                 f"{a.get('spans', 0):,}",
             ]
         )
     return table(
-        ["spans per run", "trodo_trace CPU µs/span", "raw OTel CPU µs/span", "trodo ÷ OTel", "spans timed"],
+        [
+            "spans per run",
+            "trodo_trace app-thread CPU µs/span",
+            "raw OTel app-thread CPU µs/span",
+            "trodo ÷ OTel (app thread)",
+            "trodo_trace process CPU µs/span",
+            "raw OTel process CPU µs/span",
+            "trodo ÷ OTel (process)",
+            "spans timed",
+        ],
         rows,
     )
 
@@ -93,20 +107,24 @@ def render_threads(results: dict[str, Any]) -> str:
             [
                 str(count),
                 num(a.get("cpu_us")),
+                num(a.get("process_us")),
                 num(a.get("wall_us")),
                 num(b.get("cpu_us")),
+                num(b.get("process_us")),
                 num(b.get("wall_us")),
-                ratio(a.get("cpu_us"), b.get("cpu_us")),
+                ratio(a.get("process_us"), b.get("process_us")),
             ]
         )
     return table(
         [
             "threads",
-            "trodo_trace CPU µs/span",
+            "trodo_trace app-thread CPU µs/span",
+            "trodo_trace process CPU µs/span",
             "trodo_trace wall µs/span",
-            "raw OTel CPU µs/span",
+            "raw OTel app-thread CPU µs/span",
+            "raw OTel process CPU µs/span",
             "raw OTel wall µs/span",
-            "trodo ÷ OTel (CPU)",
+            "trodo ÷ OTel (process CPU)",
         ],
         rows,
     )

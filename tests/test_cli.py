@@ -180,6 +180,7 @@ def ok(*args: str) -> str:
 def test_runs_table(store_path):
     """`runs` prints an aligned table, newest first, with ids cut to 12 chars."""
     lines = ok("--store", str(store_path), "runs").splitlines()
+    assert lines.pop(0) == f"Store: {store_path} (3 runs, 1 of them sub-runs)"
     header = lines[0]
     for title in ("RUN ID", "NAME", "STATUS", "USER", "CONVERSATION", "STARTED (UTC)", "DURATION", "TOKENS"):
         assert title in header
@@ -231,11 +232,13 @@ def test_show_tree(store_path):
     assert "spans: 5   tools: 1   errors: 1" in out
     assert "error: ValueError: bad tool input" in out
     start = lines.index("") + 1
-    assert lines[start : start + 6] == [
+    assert lines[start : start + 7] == [
         "[run] support_agent  500.0 ms  ERROR ValueError: bad tool input",
         "├─ [llm] chat gpt-4o-mini  100.0 ms  tokens 120→45  $0.000123",
         "├─ [agent] planner  80.0 ms",
-        "│  └─ [tool] lookup_order  5.5 ms  ERROR ValueError: bad tool input",
+        "│  ├─ [tool] lookup_order  5.5 ms  ERROR ValueError: bad tool input",
+        # the sub-run, under the span that was current when it started
+        f"│  └─ ↳ sub-run {RUN_B[:12]} researcher  ok  50.0 ms  (trodo-trace show {RUN_B[:12]})",
         "└─ [chain] format_answer  50.0 ms",
         "[function] late_callback  10.0 ms",
     ]
@@ -283,11 +286,15 @@ def test_show_unknown_run(store_path):
 
 
 def test_conversation(store_path):
-    """`conversation` lists a conversation's runs oldest first, as a table or JSON."""
+    """`conversation` lists its turns oldest first, each sub-run nested under the run that started
+    it with a PARENT column; JSON marks the depth."""
     data = json.loads(ok("--store", str(store_path), "conversation", "conv-1", "--json"))
-    assert [r["run_id"] for r in data] == [RUN_A, RUN_B]
+    assert [(r["run_id"], r["depth"]) for r in data] == [(RUN_A, 0), (RUN_B, 1)]
     lines = ok("--store", str(store_path), "conversation", "conv-1").splitlines()
-    assert [line[:12] for line in lines[1:]] == [RUN_A[:12], RUN_B[:12]]
+    assert lines[0] == "Conversation conv-1: 1 turn (+1 sub-run)"
+    assert lines[1].split()[:3] == ["TURN", "RUN", "ID"] and lines[1].endswith("PARENT")
+    assert lines[2].split()[:3] == ["1", RUN_A[:12], "support_agent"] and lines[2].endswith("-")
+    assert lines[3].split()[:3] == [RUN_B[:12], "└─", "researcher"] and lines[3].endswith(RUN_A[:12])
     assert "No runs in conversation nope." in ok("--store", str(store_path), "conversation", "nope")
 
 
@@ -321,6 +328,7 @@ def test_events_empty_and_filled(tmp_path, store_path):
 
 def test_missing_store_is_one_line_and_not_created(tmp_path):
     """Reading a missing store exits 1 with one stderr line and creates nothing."""
+    (tmp_path / ".git").mkdir()  # the search for a .trodo/ upwards stops at a repository's root
     result = cli("runs", cwd=tmp_path)
     default = pathlib.Path(os.path.realpath(tmp_path)) / ".trodo" / "trodo.db"
     assert result.returncode == 1
@@ -334,11 +342,11 @@ def test_missing_store_is_one_line_and_not_created(tmp_path):
 
 
 def test_corrupt_store_is_one_line_without_traceback(tmp_path):
-    """A non-SQLite store file exits 1 with one stderr line and no traceback."""
+    """A non-SQLite store file exits 2 with one stderr line and no traceback."""
     path = tmp_path / "corrupt.db"
     path.write_bytes(b"garbage, not sqlite at all " * 200)
     result = cli("--store", str(path), "runs")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr and str(path) in result.stderr
 

@@ -28,7 +28,10 @@ def test_demo_stores_and_prints_its_runs(tmp_path):
     store = tmp_path / "demo.db"
     result = _cli(store, "demo")
     out = result.stdout
+    assert out.splitlines()[0].startswith("Stored conversation demo-")
+    assert out.splitlines()[0].endswith(f"(2 runs and 1 sub-run they started) in {store}")
     for needle in (
+        "├─ ↳ sub-run ",  # where the second turn started its sub-run
         "[run] travel-assistant",
         "[retrieval] search_knowledge_base",
         "[llm] plan",
@@ -98,14 +101,16 @@ def test_cli_reads_runs_written_by_a_traced_script(tmp_path):
     assert len(json.loads(_cli(store, "runs", "--user", "user-1", "--limit", "2", "--json").stdout)) == 2
     assert json.loads(_cli(store, "runs", "--user", "nobody", "--json").stdout) == []
     table = _cli(store, "runs").stdout
-    assert table.splitlines()[0].split()[:3] == ["RUN", "ID", "NAME"]
+    assert table.splitlines()[0] == f"Store: {store} (4 runs, 0 of them sub-runs)"
+    assert table.splitlines()[1].split()[:3] == ["RUN", "ID", "NAME"]
     assert table.count("calculator") == 4
     tree = _cli(store, "show", errors[0]["run_id"]).stdout
     assert "[run] calculator" in tree and "ERROR ValueError: two is not allowed" in tree
 
 
 def test_cli_error_paths(tmp_path):
-    """A missing store, an unknown run id and a corrupt file each give one line and exit 1."""
+    """A missing store and an unknown run id give one line and exit 1; a corrupt file one line and
+    exit 2 (bad input)."""
     missing = tmp_path / "missing.db"
     result = _cli(missing, "runs", check=False)
     assert result.returncode == 1 and "no local store" in result.stderr
@@ -120,5 +125,5 @@ def test_cli_error_paths(tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not sqlite" * 100)
     result = _cli(corrupt, "runs", check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

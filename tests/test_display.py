@@ -154,15 +154,16 @@ def test_plain_text_fallback_is_the_cli_tree(capsys):
     assert cli.main(["show", run.run_id]) == 0
     assert text + "\n" == capsys.readouterr().out
     tree = text.split("\n\n")[1].split("\n")
-    assert [re.match(r"^.*?\] \S+", line).group(0) for line in tree] == [
+    (sub,) = [r for r in spans_mod.RECENT_RUNS if r.name == "researcher"]
+    assert [re.match(r"^.*?(\] \S+|sub-run \S+ \S+)", line).group(0) for line in tree] == [
         "[run] support-bot",
+        f"├─ ↳ sub-run {sub.run_id[:12]} researcher",  # where the sub-run was started
         "├─ [tool] get_order",
         "├─ [tool] refund",
         "└─ [chain] compose",
         "   └─ [llm] complete",
     ]
-    assert tree[2].endswith("ERROR RuntimeError: refund service unavailable for A-17")
-    (sub,) = [r for r in spans_mod.RECENT_RUNS if r.name == "researcher"]
+    assert tree[3].endswith("ERROR RuntimeError: refund service unavailable for A-17")
     assert text.endswith(f"Sub-runs:\n  {sub.run_id}  researcher  ok")
     assert repr(run) == f"Run(run_id={run.run_id!r}, name='support-bot', status='ok')"
 

@@ -24,8 +24,9 @@ RANKS = {
     "propagation": 3,
     "api": 4,
     "events": 5,
+    "transfer": 6,
 }
-TOP = 9  # outside _internal (callbacks, integrations, cli, testing) and the CLI's demo
+TOP = 9  # outside _internal (callbacks, integrations, ui, cli, testing) and the CLI's demo
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -87,6 +88,23 @@ def test_every_internal_module_is_in_a_ranked_room():
     """Each module under _internal belongs to a room this test ranks (a new room must be placed)."""
     rooms = {module.split(".")[2] for module in _modules() if module.startswith("trodo_trace._internal.")}
     assert rooms - {"demo"} <= set(RANKS), rooms - set(RANKS) - {"demo"}
+
+
+def test_the_dashboard_is_imported_by_no_internal_room():
+    """trodo_trace.ui (the web app) sits on top: nothing under _internal imports it, and importing
+    trodo_trace loads no web stack."""
+    edges = _imports(_modules())
+    users = sorted(
+        m
+        for m, targets in edges.items()
+        if m.startswith("trodo_trace._internal.") and any(t.startswith("trodo_trace.ui") for t in targets)
+    )
+    assert users == []
+    ui_init = ast.parse((PACKAGE / "ui" / "__init__.py").read_text(encoding="utf-8"))
+    top_level = [n for n in ui_init.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [
+        ast.unparse(n) for n in top_level if "starlette" in ast.unparse(n) or "uvicorn" in ast.unparse(n)
+    ]
 
 
 def test_imports_point_downward():

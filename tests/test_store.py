@@ -260,6 +260,8 @@ def test_run_row_round_trips(filled):
         "error_count": 1,
         "metadata": {"plan": "pro"},
         "service_name": "svc-test",
+        "cost_incomplete": False,
+        "closed_early": False,
     }
 
 

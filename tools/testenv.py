@@ -71,6 +71,8 @@ NEEDS_EXTRAS = (
     "tests/test_providers_otel_genai.py",
     "tests/test_providers_switch.py",
     "tests/test_providers_wire.py",
+    "tests/test_ui_app.py",  # the dashboard: starlette, uvicorn, jinja2 (and playwright for the browser)
+    "tests/test_ui_browser.py",
 )
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
@@ -146,6 +148,25 @@ def missing_python(version: str) -> None:
     say("=" * 78)
 
 
+# -- the browser for the dashboard tests --------------------------------------------------------
+def ensure_chromium() -> None:
+    """The system Chromium the dashboard's browser tests drive (Playwright's own download is not used).
+
+    Installed with apt-get (Debian package ``chromium``) when missing and we are root; otherwise the
+    browser tests fail under CI and are skipped with a warning elsewhere (tests/ui_browser.py).
+    """
+    if shutil.which("chromium") or os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True).stdout
+    if "Candidate" not in policy or "Candidate: (none)" in policy:
+        run("apt-get", "update", "-qq")
+    say("installing the system Chromium for the dashboard's browser tests (apt-get install chromium)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True)
+    if result.returncode != 0:
+        say(f"apt-get install chromium failed: {result.stderr.decode(errors='replace')[-400:]}")
+
+
 # -- environments -------------------------------------------------------------------------------
 def uv() -> Path:
     """uv at the version the default lock pins, bootstrapped into .venv with pip."""
@@ -213,6 +234,7 @@ def setup(version: str | None = None) -> Path | None:
         missing_python(version)
         return None
     venv = DEFAULT_VENV if version == this_version() else MATRIX_VENVS / f"py{version}"
+    ensure_chromium()
     return sync(venv, python, lock, editable=True)
 
 

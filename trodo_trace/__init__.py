@@ -35,12 +35,14 @@ from ._internal.core.decorators import SpanSpec
 from ._internal.core.spans import Run, RunRef, TrodoSpan
 from ._internal.display.runview import show
 from ._internal.events.auto import install_asyncio_handler
+from ._internal.events.feedback import feedback
 from ._internal.events.track import for_user, track
 from ._internal.propagation import RunContext, join_run, propagation_headers, run_context
 from ._internal.version import VERSION as __version__
 from .integrations import fastapi_middleware, instrument_httpx, instrument_requests
 from .integrations.frameworks import instrument_langchain, instrument_llamaindex
 from .integrations.providers import instrument_anthropic, instrument_openai
+from .ui import ui
 
 Span = TrodoSpan
 
@@ -56,6 +58,7 @@ __all__ = [
     "current_run",
     "current_span",
     "fastapi_middleware",
+    "feedback",
     "flush",
     "for_user",
     "function",
@@ -80,6 +83,7 @@ __all__ = [
     "tool",
     "trace",
     "track",
+    "ui",
     "with_span",
     "wrap_agent",
 ]

@@ -53,6 +53,8 @@ def init(
     headers: Mapping[str, str] | str | None = None,
     service_name: str | None = None,
     store_path: str | None = None,
+    store_max_bytes: int | None = None,
+    store_max_age_days: float | None = None,
     enabled: bool | None = None,
     capture_content: bool | None = None,
     max_value_length: int | None = None,
@@ -447,6 +449,10 @@ def wrap_agent(
     _check_optional_str("parent_run_id", parent_run_id)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError("metadata must be a mapping")
+    if parent_run_id and (distinct_id is None or conversation_id is None) and current_run() is None:
+        stored_user, stored_conversation = _stored_run_identity(parent_run_id)
+        distinct_id = distinct_id if distinct_id is not None else stored_user
+        conversation_id = conversation_id if conversation_id is not None else stored_conversation
     spec = SpanSpec(
         "agent",
         name,
@@ -536,3 +542,21 @@ def _check_optional_str(name: str, value: Any) -> None:
 
 
 __all__ = ["record_error"]
+
+
+def _stored_run_identity(run_id: str) -> tuple[str | None, str | None]:
+    """The user and conversation of run ``run_id`` when this process's local store holds it (a
+    sub-run started outside its parent, e.g. in a worker, inherits them); ``(None, None)`` otherwise."""
+    from .store.local import LocalStore
+
+    try:
+        path = runtime_mod.get().store_path
+        if not path.is_file():
+            return None, None
+        with LocalStore(path, create=False) as store:
+            rows = store._query("SELECT distinct_id, conversation_id FROM runs WHERE run_id = ?", (run_id,))
+    except Exception:  # the store is optional here: never fail the user's call
+        return None, None
+    if not rows:
+        return None, None
+    return rows[0]["distinct_id"], rows[0]["conversation_id"]

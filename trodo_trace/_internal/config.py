@@ -55,6 +55,20 @@ def _parse_str(value: Any, name: str) -> str:
     return value
 
 
+def _parse_days(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of days, got {value!r}")
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of days, got {value!r}") from None
+    if not days > 0 or days == float("inf"):
+        raise ValueError(f"{name} must be a positive number of days, got {value!r}")
+    return days
+
+
 def _parse_endpoint(value: Any, name: str) -> str | None:
     if value is None or value == "":
         return None
@@ -221,6 +235,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("headers", ("OTEL_EXPORTER_OTLP_HEADERS",), None, _parse_headers, "Extra export headers."),
     Option("service_name", ("OTEL_SERVICE_NAME",), None, _parse_str, "Resource service.name."),
     Option("store_path", ("TRODO_STORE",), None, _parse_str, "Local store path (default ./.trodo/trodo.db)."),
+    Option(
+        "store_max_bytes",
+        ("TRODO_STORE_MAX_BYTES",),
+        1024 * 1024 * 1024,
+        _parse_int(0),
+        "Local store size cap: past it the oldest whole runs are pruned in the background (0: no cap).",
+    ),
+    Option(
+        "store_max_age_days",
+        ("TRODO_STORE_MAX_AGE_DAYS",),
+        None,
+        _parse_days,
+        "Runs and events older than this many days are pruned from the local store in the background.",
+    ),
     Option("enabled", ("TRODO_ENABLED",), True, _parse_bool, "False turns tracing into no-ops."),
     Option(
         "capture_content",
@@ -376,6 +404,8 @@ class Config:
     headers: dict[str, str] | None
     service_name: str | None
     store_path: str | None
+    store_max_bytes: int
+    store_max_age_days: float | None
     enabled: bool
     capture_content: bool
     max_value_length: int

@@ -142,7 +142,13 @@ def main(store_path: str | os.PathLike[str] | None = None) -> int:
         print("trodo-trace: the demo's spans could not all be stored; see the log above")
         return 1
     with LocalStore(path, create=False) as store:
-        print(f"Stored conversation {conversation_id} ({len(run_ids)} runs) in {path}\n")
+        stored = store.conversation_runs(conversation_id)
+        subs = sum(1 for run in stored if run.get("parent_run_id"))
+        turns = len(stored) - subs
+        counted = f"{turns} run{'s' if turns != 1 else ''}"
+        if subs:
+            counted += f" and {subs} sub-run{'s' if subs != 1 else ''} they started"
+        print(f"Stored conversation {conversation_id} ({counted}) in {path}\n")
         for run_id in run_ids:
             run = store.get_run(run_id)
             if run is None:

@@ -7,6 +7,7 @@ application thread except :meth:`Runtime.on_end` (a few dict reads and a deque a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import threading
@@ -26,6 +27,7 @@ from .core.values import to_json
 
 if TYPE_CHECKING:
     from .export.delivery import SignalDelivery
+    from .store.spill import StoreSpill
 
 # The OpenTelemetry SDK, the pipeline, pricing and privacy modules load when the first runtime is
 # built (``init()`` or the first span), not at ``import trodo_trace``.
@@ -79,6 +81,7 @@ class Runtime:
         self.wake_on_run_end: bool = in_ipython()
         self.started_counter = Counter()
         self.store_path = _store_path(config)
+        self.store_spill: StoreSpill | None = None  # set by _build_exporter for the local store
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
         # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
@@ -88,6 +91,8 @@ class Runtime:
         hooks: dict[str, Any] = {"on_shutdown": on_shutdown}
         if self.span_delivery is not None:
             hooks.update(self.span_delivery.pipeline_hooks())
+        if self.store_spill is not None:
+            hooks.update(self.store_spill.pipeline_hooks())
         self.pipeline = Pipeline(
             export,
             convert=self.convert_spans,
@@ -100,24 +105,41 @@ class Runtime:
             max_item_bytes=max_span_bytes(config.max_value_length),
             **hooks,
         )
+        # OTLP export writes our spans' protobuf bytes directly (export.encode); the local store
+        # and dual export take the SDK's ReadableSpan.
+        self._span_writer: Any = None
+        if self.span_delivery is not None:
+            from .export.encode import SpanWriter
+
+            self._span_writer = SpanWriter(self.resource, SCOPE)
         if self.span_delivery is not None:
             self.span_delivery.item_size = span_bytes
             self.span_delivery.max_buffer_bytes = config.max_queue_bytes
             self.span_delivery.bind(self.pipeline)
         self.extensions: list[Any] = []  # objects with flush(timeout)/shutdown(timeout)/stats()
+        if self.store_spill is not None:
+            self.extensions.append(self.store_spill)
         self._dropped_at_flush = 0
 
     def convert_spans(self, batch: list[Any]) -> list[Any]:
-        """Finished spans as ``ReadableSpan`` (export thread): ours are scrubbed and converted, and
-        handed to the app's TracerProvider in dual export; spans from that provider pass as they are."""
+        """Finished spans ready to export (export thread): ours are scrubbed and converted (to OTLP
+        bytes for the OTLP export, else to ``ReadableSpan``), and handed to the app's TracerProvider
+        in dual export; spans from that provider pass as they are."""
         resource, scrubber = self.resource, self.scrubber
         scrub = scrubber.span if scrubber.active else None
+        write = self._span_writer.span if self._span_writer is not None else None
+        forward = self.forward_spans is not None
         out = []
         ours = []
         for item in batch:
             if isinstance(item, spans_mod.TrodoSpan):
                 if scrub is not None:
                     scrub(item)
+                if write is not None:
+                    out.append(write(item))
+                    if forward:
+                        ours.append(self._to_readable(item, resource, self._scope))
+                    continue
                 readable = self._to_readable(item, resource, self._scope)
                 ours.append(readable)
                 out.append(readable)
@@ -329,9 +351,30 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
         from .export.otlp import span_export
 
         return span_export(runtime)
+    from .export.hub import new_owner
+    from .export.spool import Spool
     from .store.local import LocalStore, LocalStoreExporter
+    from .store.spill import StoreSpill
 
-    exporter = LocalStoreExporter(LocalStore(runtime.store_path))
+    store = LocalStore(runtime.store_path)
+    exporter = LocalStoreExporter(
+        store, max_bytes=config.store_max_bytes, max_age_days=config.store_max_age_days
+    )
+    if config.spool_max_bytes > 0:
+        # Spans the writer cannot take yet wait in a spool of this store's own (never sent anywhere).
+        root = (
+            Path(config.spool_dir).expanduser() if config.spool_dir else runtime.store_path.parent / "spool"
+        )
+        key = hashlib.sha256(str(runtime.store_path).encode()).hexdigest()[:16]
+        spool = Spool(
+            root.absolute() / f"store-{key}",
+            config.spool_max_bytes,
+            new_owner(),
+            f"local store {runtime.store_path}",
+        )
+        runtime.store_spill = StoreSpill(
+            store, spool, runtime.convert_spans, batch_size=config.max_export_batch_size
+        )
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
 
 

@@ -57,6 +57,31 @@ def format_cost(cost: float | None) -> str:
     return f"${cost:.6f}"
 
 
+def format_run_cost(run: Mapping[str, Any]) -> str:
+    """The run's cost, marked ``(incomplete)`` when a model in it has no price (the figure is then
+    a lower bound, or ``?`` when nothing was priced).
+
+    Example:
+        >>> format_run_cost({"cost": 0.0012, "cost_incomplete": True})
+        '$0.001200 (incomplete)'
+        >>> format_run_cost({"cost": None, "cost_incomplete": True})
+        '? (incomplete)'
+    """
+    cost = run.get("cost")
+    if not run.get("cost_incomplete"):
+        return format_cost(cost)
+    return f"{format_cost(cost) if cost else '?'} (incomplete)"
+
+
+def run_status(run: Mapping[str, Any]) -> str:
+    """The status a person should read: ``closed early`` for a generator run its caller stopped
+    before the end (stored as ``ok`` with ``trodo.generator.closed_early``)."""
+    status = str(run.get("status") or "-")
+    if run.get("closed_early") and status == "ok":
+        return "closed early"
+    return status
+
+
 def format_tokens(tokens_in: Any, tokens_out: Any) -> str:
     """``120→45``; ``-`` when both are unknown."""
     if tokens_in is None and tokens_out is None:
@@ -120,13 +145,68 @@ def format_span_line(span: Mapping[str, Any]) -> str:
     cost = attrs.get("trodo.llm.cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):
         parts.append(format_cost(float(cost)))
+    elif span.get("kind") == "llm" and (tokens_in is not None or tokens_out is not None):
+        parts.append("cost unknown (no price for the model)")
+    if attrs.get("trodo.generator.closed_early"):
+        items = attrs.get("trodo.generator.items")
+        parts.append(f"CLOSED EARLY after {items} items" if items is not None else "CLOSED EARLY")
     error = span_error(span)
     if error is not None:
         parts.append(f"ERROR {error}".rstrip())
     return "  ".join(parts)
 
 
-def _tree_lines(spans: Sequence[Mapping[str, Any]]) -> list[str]:
+_CONTENT_LIMIT = 200
+_MESSAGE_CONTENT = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.content$")
+
+
+def content_text(value: Any, limit: int = _CONTENT_LIMIT) -> str:
+    """A captured value on one line: control characters stripped, cut at ``limit`` characters.
+
+    Example:
+        >>> content_text("rain\\x1b[31m  and\\n  wind " * 3, limit=24)
+        'rain[31m and wind rain[…'
+    """
+    text = value if isinstance(value, str) else str(value)
+    return _one_line(terminal_safe(text).replace("\x1b", ""), limit)
+
+
+def _content_lines(span: Mapping[str, Any]) -> list[str]:
+    attrs = span.get("attributes") or {}
+    found: dict[str, Any] = {}
+    for label, key in (("input", "input.value"), ("output", "output.value")):
+        if attrs.get(key) not in (None, ""):
+            found[label] = attrs[key]
+    if len(found) < 2:  # LLM spans may carry only their messages
+        messages: dict[str, list[tuple[int, str]]] = {}
+        for key, value in attrs.items():
+            match = _MESSAGE_CONTENT.match(key)
+            if match and value not in (None, ""):
+                messages.setdefault(match.group(1), []).append((int(match.group(2)), str(value)))
+        for label in ("input", "output"):
+            if label not in found and label in messages:
+                found[label] = " | ".join(text for _, text in sorted(messages[label]))
+    return [f"{label}: {content_text(found[label])}" for label in ("input", "output") if label in found]
+
+
+def _sub_run_marker(sub: Mapping[str, Any]) -> dict[str, Any]:
+    """A pseudo-span placed where a sub-run was started in its parent's tree."""
+    return {
+        "span_id": f"sub-run:{sub.get('run_id')}",
+        "parent_span_id": sub.get("parent_span_id"),
+        "start_ns": sub.get("start_ns"),
+        "sub_run": sub,
+    }
+
+
+def _marker_line(sub: Mapping[str, Any]) -> str:
+    return (
+        f"↳ sub-run {str(sub.get('run_id'))[:12]} {sub.get('name') or '-'}  {run_status(sub)}"
+        f"  {format_duration(sub.get('duration_ms'))}  (trodo-trace show {str(sub.get('run_id'))[:12]})"
+    )
+
+
+def _tree_lines(spans: Sequence[Mapping[str, Any]], *, content: bool = False) -> list[str]:
     ordered = sorted(spans, key=lambda s: (s.get("start_ns") or 0, str(s.get("span_id"))))
     ids = {span.get("span_id") for span in ordered}
     children: dict[Any, list[Mapping[str, Any]]] = {}
@@ -150,8 +230,14 @@ def _tree_lines(spans: Sequence[Mapping[str, Any]]) -> list[str]:
             if key in seen:
                 continue
             seen.add(key)
+            if "sub_run" in span:
+                lines.append(line_prefix + _marker_line(span["sub_run"]))
+                continue
             lines.append(line_prefix + format_span_line(span))
             kids = [kid for kid in children.get(key, ()) if kid.get("span_id") not in seen]
+            if content:
+                pad = child_prefix + (_PIPE if kids else _SPACE)
+                lines.extend(pad + line for line in _content_lines(span))
             for index in range(len(kids) - 1, -1, -1):
                 last = index == len(kids) - 1
                 stack.append(
@@ -172,9 +258,7 @@ def _tree_lines(spans: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _run_brief(run: Mapping[str, Any]) -> str:
-    return "  ".join(
-        str(part) for part in (run.get("run_id"), run.get("name") or "-", run.get("status") or "-")
-    )
+    return "  ".join(str(part) for part in (run.get("run_id"), run.get("name") or "-", run_status(run)))
 
 
 def format_run_tree(
@@ -182,23 +266,29 @@ def format_run_tree(
     spans: Sequence[Mapping[str, Any]],
     sub_runs: Iterable[Mapping[str, Any]] = (),
     parent_run: Mapping[str, Any] | None = None,
+    *,
+    content: bool = False,
 ) -> str:
-    """A run header, its span tree, then its parent run and sub-runs."""
-    status = run.get("status") or "-"
+    """A run header, its span tree (with ``↳ sub-run`` where each sub-run was started, for sub-runs
+    that carry ``parent_span_id``), then its parent run and sub-runs; ``content`` adds each span's
+    input and output under it."""
+    status = run_status(run)
     lines = [
         f"Run {run.get('run_id')}  {run.get('name') or '-'}  [{status.upper()}]",
         f"  user: {run.get('distinct_id') or '-'}   conversation: {run.get('conversation_id') or '-'}",
         f"  started: {format_time(run.get('start_ns'))}   duration: {format_duration(run.get('duration_ms'))}",
         f"  tokens: {run.get('tokens_in') if run.get('tokens_in') is not None else '-'} in"
         f" / {run.get('tokens_out') if run.get('tokens_out') is not None else '-'} out"
-        f"   cost: {format_cost(run.get('cost'))}",
+        f"   cost: {format_run_cost(run)}",
         f"  spans: {_cell(run.get('span_count'))}   tools: {_cell(run.get('tool_count'))}"
         f"   errors: {_cell(run.get('error_count'))}",
     ]
     if run.get("error_summary"):
         lines.append(f"  error: {_one_line(run['error_summary'])}")
     lines.append("")
-    tree = _tree_lines(spans)
+    subs = list(sub_runs)
+    markers = [_sub_run_marker(sub) for sub in subs if sub.get("parent_span_id")]
+    tree = _tree_lines([*spans, *markers], content=content) if spans else []
     lines.extend(tree if tree else ["(no spans stored for this run)"])
     if parent_run is not None:
         lines.append("")
@@ -206,7 +296,6 @@ def format_run_tree(
     elif run.get("parent_run_id"):
         lines.append("")
         lines.append(f"Parent run: {run['parent_run_id']}")
-    subs = list(sub_runs)
     if subs:
         lines.append("")
         lines.append("Sub-runs:")
@@ -228,28 +317,89 @@ _TABLE_HEADERS = (
 )
 
 
-def _table_row(run: Mapping[str, Any]) -> tuple[str, ...]:
+def _table_row(run: Mapping[str, Any], name_prefix: str = "") -> tuple[str, ...]:
     return (
         str(run.get("run_id") or "-")[:12],
-        _cell(run.get("name")),
-        _cell(run.get("status")),
+        name_prefix + _cell(run.get("name")),
+        _cell(run_status(run)),
         _cell(run.get("distinct_id")),
         _cell(run.get("conversation_id")),
         format_time(run.get("start_ns"), precise=False),
         format_duration(run.get("duration_ms")),
         format_tokens(run.get("tokens_in"), run.get("tokens_out")),
-        format_cost(run.get("cost")),
+        format_run_cost(run),
         _cell(run.get("span_count")),
     )
 
 
-def format_runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Aligned columns, one line per run, under a header line."""
-    rows = [_TABLE_HEADERS, *(_table_row(run) for run in runs)]
-    widths = [max(len(row[col]) for row in rows) for col in range(len(_TABLE_HEADERS))]
+def _align(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
     return terminal_safe(
         "\n".join(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             for row in rows
         )
     )
+
+
+def format_runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Aligned columns, one line per run, under a header line (a sub-run's PARENT column names
+    its parent run)."""
+    headers = (*_TABLE_HEADERS, "PARENT")
+    rows = [headers, *((*_table_row(run), str(run.get("parent_run_id") or "-")[:12]) for run in runs)]
+    return _align(rows)
+
+
+def conversation_order(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
+    """The runs of a conversation as ``(run, depth)``: turns (runs whose parent is not in the
+    conversation) oldest first, each followed by its sub-runs, nested."""
+    ids = {run.get("run_id") for run in runs}
+    children: dict[Any, list[Mapping[str, Any]]] = {}
+    turns = []
+    for run in runs:
+        parent = run.get("parent_run_id")
+        if parent and parent in ids and parent != run.get("run_id"):
+            children.setdefault(parent, []).append(run)
+        else:
+            turns.append(run)
+    ordered: list[tuple[Mapping[str, Any], int]] = []
+    seen: set[Any] = set()
+
+    def visit(run: Mapping[str, Any], depth: int) -> None:
+        if run.get("run_id") in seen:
+            return
+        seen.add(run.get("run_id"))
+        ordered.append((run, depth))
+        for child in children.get(run.get("run_id"), ()):
+            visit(child, depth + 1)
+
+    for turn in turns:
+        visit(turn, 0)
+    for run in runs:  # a parent cycle: still listed
+        visit(run, 0)
+    return ordered
+
+
+def format_conversation(conversation_id: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    """A conversation's turns, oldest first, each sub-run indented under the run that started it."""
+    ordered = conversation_order(runs)
+    turns = sum(1 for _, depth in ordered if depth == 0)
+    subs = len(ordered) - turns
+    title = f"Conversation {conversation_id}: {turns} turn{'s' if turns != 1 else ''}"
+    if subs:
+        title += f" (+{subs} sub-run{'s' if subs != 1 else ''})"
+    headers = ("TURN", *_TABLE_HEADERS, "PARENT")
+    rows: list[tuple[str, ...]] = [headers]
+    number = 0
+    for run, depth in ordered:
+        if depth == 0:
+            number += 1
+        prefix = "   " * (depth - 1) + "└─ " if depth else ""
+        rows.append(
+            (
+                str(number) if depth == 0 else "",
+                *_table_row(run, prefix),
+                str(run.get("parent_run_id") or "-")[:12] if depth else "-",
+            )
+        )
+    return terminal_safe(title) + "\n" + _align(rows)

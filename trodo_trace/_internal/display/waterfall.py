@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,11 @@ def _number(value: Any) -> float | None:
     return value
 
 
+def anchor_link(run_id: str) -> str:
+    """The default link to another run: its waterfall's anchor on the same page (a notebook)."""
+    return f"#trodo-run-{run_id}"
+
+
 def _data(value: Any) -> str:
     return "" if value is None else repr(value)
 
@@ -201,12 +206,14 @@ def _attributes_table(attributes: Mapping[str, Any]) -> str:
     return f'<div class="tr-label-sm">attributes</div><table class="tr-attrs">{rows}</table>'
 
 
-def _span_body(span: Mapping[str, Any]) -> str:
+def _span_body(span: Mapping[str, Any], full: bool = True) -> str:
     attributes = span.get("attributes") or {}
     parts = [
         f'<div class="tr-meta">span <code>{_e(span.get("span_id"))}</code> · started '
         f"{_e(format_time(span.get('start_ns')))} · status {_e(span.get('status') or '-')}</div>"
     ]
+    if not full:
+        return parts[0]
     error = span_error(span)
     if error is not None:
         stack = next(
@@ -263,7 +270,7 @@ class _Cells:
     body: str
 
 
-def _span_cells(span: Mapping[str, Any]) -> _Cells:
+def _span_cells(span: Mapping[str, Any], full: bool = True) -> _Cells:
     attributes = span.get("attributes") or {}
     kind = str(span.get("kind") or "span")
     totals = "trodo.run.span_count" in attributes
@@ -281,11 +288,11 @@ def _span_cells(span: Mapping[str, Any]) -> _Cells:
         tokens_out=attributes.get(keys[1]),
         cost=_number(attributes.get(keys[2])),
         totals=totals,
-        body=_span_body(span),
+        body=_span_body(span, full),
     )
 
 
-def _sub_run_cells(sub: Mapping[str, Any]) -> _Cells:
+def _sub_run_cells(sub: Mapping[str, Any], link: Callable[[str], str]) -> _Cells:
     run_id = str(sub.get("run_id"))
     status = str(sub.get("status") or "unset")
     return _Cells(
@@ -294,7 +301,7 @@ def _sub_run_cells(sub: Mapping[str, Any]) -> _Cells:
         status=status,
         label=(
             f'<span class="tr-badge">sub-run</span><span class="tr-label">{_e(sub.get("name") or "?")}</span>'
-            f' <a href="#trodo-run-{_e(run_id)}"><code>{_e(run_id[:12])}</code></a>'
+            f' <a class="tr-runlink" href="{_e(link(run_id))}"><code>{_e(run_id[:12])}</code></a>'
         ),
         error=sub.get("error_summary") if status == "error" else None,
         tokens_in=sub.get("tokens_in"),
@@ -306,10 +313,16 @@ def _sub_run_cells(sub: Mapping[str, Any]) -> _Cells:
 
 
 def _row(
-    item: Mapping[str, Any], depth: int, parent: str | None, is_sub: bool, axis: tuple[int, int, int]
+    item: Mapping[str, Any],
+    depth: int,
+    parent: str | None,
+    is_sub: bool,
+    axis: tuple[int, int, int],
+    link: Callable[[str], str],
+    bodies: bool,
 ) -> str:
     t0, total, now = axis
-    cells = _sub_run_cells(item) if is_sub else _span_cells(item)
+    cells = _sub_run_cells(item, link) if is_sub else _span_cells(item, bodies)
     start, end = item.get("start_ns"), item.get("end_ns")
     duration = (end - start) / 1e6 if start is not None and end is not None else None
     label = cells.label
@@ -372,7 +385,12 @@ def _axis(total_ms: float) -> str:
     return f'<span class="tr-axis">{ticks}</span>'
 
 
-def _header(run: Mapping[str, Any], parent_run: Mapping[str, Any] | None, caption: str | None) -> str:
+def _header(
+    run: Mapping[str, Any],
+    parent_run: Mapping[str, Any] | None,
+    caption: str | None,
+    link: Callable[[str], str],
+) -> str:
     status = str(run.get("status") or "unset")
     run_id = str(run.get("run_id"))
     tokens = format_tokens(run.get("tokens_in"), run.get("tokens_out"))
@@ -408,7 +426,8 @@ def _header(run: Mapping[str, Any], parent_run: Mapping[str, Any] | None, captio
     if parent_id:
         name = f" ({_e(parent_run.get('name'))})" if parent_run and parent_run.get("name") else ""
         parts.append(
-            f'<div class="tr-meta">parent run <a href="#trodo-run-{_e(parent_id)}"><code>{_e(parent_id)}</code></a>{name}</div>'
+            f'<div class="tr-meta">parent run <a class="tr-runlink" href="{_e(link(str(parent_id)))}">'
+            f"<code>{_e(parent_id)}</code></a>{name}</div>"
         )
     if caption is not None:
         parts.append(f'<div class="tr-result">result <code>{_e(caption)}</code></div>')
@@ -422,8 +441,13 @@ def waterfall_html(
     parent_run: Mapping[str, Any] | None = None,
     notes: Iterable[str] = (),
     caption: str | None = None,
+    link: Callable[[str], str] = anchor_link,
+    bodies: bool = True,
 ) -> str:
-    """The run's waterfall as one self-contained HTML fragment (``caption``: a result shown above it)."""
+    """The run's waterfall as one self-contained HTML fragment (``caption``: a result shown above it;
+    ``link``: the URL of another run, for sub-run and parent links — an anchor on the page by default,
+    ``/runs/<id>`` in the dashboard; ``bodies=False``: an opened span row shows its id, start and
+    status only — the dashboard shows the rest in its span panel)."""
     notes = list(notes)
     now = time.time_ns()
     rows = _ordered_rows(run, spans, sub_runs)
@@ -438,7 +462,9 @@ def waterfall_html(
         rows = rows[:MAX_ROWS]
     run_id = str(run.get("run_id"))
     axis = (t0, total, now)
-    body = "".join(_row(item, depth, parent, is_sub, axis) for item, depth, parent, is_sub in rows)
+    body = "".join(
+        _row(item, depth, parent, is_sub, axis, link, bodies) for item, depth, parent, is_sub in rows
+    )
     if not rows:
         body = '<div class="tr-note">(no spans recorded for this run)</div>'
     columns = (
@@ -449,5 +475,5 @@ def waterfall_html(
     footer = "".join(f'<div class="tr-note">{_e(note)}</div>' for note in notes)
     return (
         f'<div class="trodo-run" id="trodo-run-{_e(run_id)}" data-run-id="{_e(run_id)}">'
-        f"<style>{_CSS}</style>{_header(run, parent_run, caption)}{columns}{body}{footer}</div>"
+        f"<style>{_CSS}</style>{_header(run, parent_run, caption, link)}{columns}{body}{footer}</div>"
     )

@@ -8,8 +8,8 @@ de-duplication key, so a batch delivered twice is stored once.
 Wire format of one event (an OTLP ``LogRecord``):
 
 * ``event_name`` and attribute ``event.name``: the event name;
-* attributes ``trodo.distinct_id``, ``trodo.event.category``, ``trodo.event.id`` and, inside a
-  run, ``trodo.run.id``;
+* attributes ``trodo.distinct_id`` (always, except for feedback given without one),
+  ``trodo.event.category``, ``trodo.event.id`` and, inside a run (or for feedback), ``trodo.run.id``;
 * ``trace_id``/``span_id``: the span that was current when the event was tracked;
 * ``body``: the properties as an AnyValue key-value list (a JSON object);
 * severity ``INFO`` for ``track``; ``WARN``/``ERROR``/``FATAL`` for a ``server_error`` of
@@ -70,7 +70,7 @@ class Event:
         event_id: str,
         ts_ns: int,
         name: str,
-        distinct_id: str,
+        distinct_id: str | None,
         category: str,
         properties: dict[str, Any],
         run_id: str | None,
@@ -98,12 +98,11 @@ class Event:
         return f"Event(name={self.name!r}, distinct_id={self.distinct_id!r}, run_id={self.run_id!r})"
 
     def attributes(self) -> dict[str, Any]:
-        attributes = {
-            EVENT_NAME: self.name,
-            DISTINCT_ID: self.distinct_id,
-            CATEGORY: self.category,
-            EVENT_ID: self.event_id,
-        }
+        attributes = {EVENT_NAME: self.name}
+        if self.distinct_id is not None:  # feedback may come without a user
+            attributes[DISTINCT_ID] = self.distinct_id
+        attributes[CATEGORY] = self.category
+        attributes[EVENT_ID] = self.event_id
         if self.run_id is not None:
             attributes[RUN_ID] = self.run_id
         return attributes
@@ -194,10 +193,12 @@ class _StoreWriter:
         return LocalStore(self.path)
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> bool | int:
+        from ..store import feedback
         from ..store.local import DATA_ERRORS, each_alone
 
         try:
             self.store.write_events(list(rows))
+            feedback.write(self.store.path, feedback.rows_from_events(rows))
         except DATA_ERRORS:
             return each_alone(self.store.write_events, rows, "events")  # one bad row, not the batch
         except Exception as exc:

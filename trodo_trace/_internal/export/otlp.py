@@ -2,7 +2,8 @@
 
 When an endpoint is configured, spans leave through the runtime's pipeline worker into a
 :class:`~.delivery.SignalDelivery` (retries, disk spool, at-least-once delivery), which encodes and
-sends with OpenTelemetry's OTLP encoders over requests or grpcio (:mod:`.otlp_transport`).
+sends over requests or grpcio (:mod:`.otlp_transport`): span bytes written by :mod:`.encode`,
+log records by OpenTelemetry's encoder.
 
 Endpoints follow the OTLP exporter specification: a base endpoint (``endpoint=``, ``TRODO_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``) gets ``/v1/traces`` or ``/v1/logs`` appended for

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -13,11 +16,41 @@ from ..version import VERSION
 SCOPE = InstrumentationScope("trodo_trace", VERSION)
 
 
+#: Launchers whose name says nothing about the service.
+_LAUNCHERS = frozenset(("", "-c", "-m", "python", "ipykernel_launcher", "__main__"))
+
+
+def default_service_name(argv0: str | None = None) -> str | None:
+    """The script's name (``worker`` for ``python worker.py``), or the package's for ``python -m pkg``;
+    ``None`` when it says nothing (``python -c``, a notebook kernel).
+
+    Example:
+        >>> default_service_name("/srv/app/worker.py"), default_service_name("/srv/app/shop/__main__.py")
+        ('worker', 'shop')
+        >>> default_service_name("-c") is None
+        True
+    """
+    argv0 = sys.argv[0] if argv0 is None and sys.argv else (argv0 or "")
+    path = Path(argv0)
+    name = path.stem
+    if name == "__main__":
+        name = path.parent.name
+    return None if name in _LAUNCHERS or name.startswith("ipykernel") else name
+
+
 def build_resource(config: Config) -> Resource:
-    """``service.name``, ``trodo.site_id``, ``telemetry.sdk.*`` and ``OTEL_RESOURCE_ATTRIBUTES``."""
+    """``service.name``, ``trodo.site_id``, ``telemetry.sdk.*`` and ``OTEL_RESOURCE_ATTRIBUTES``.
+
+    Without ``service_name`` (or ``OTEL_SERVICE_NAME``, or a ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``), ``service.name`` is the script's or package's name.
+    """
     attributes: dict[str, Any] = {}
     if config.service_name:
         attributes["service.name"] = config.service_name
+    elif "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        name = default_service_name()
+        if name:
+            attributes["service.name"] = name
     if config.site_id:
         attributes["trodo.site_id"] = config.site_id
     try:

@@ -1,0 +1,151 @@
+"""Local store write throughput: finished spans written by the store exporter, batch after batch.
+
+``--spans`` spans (4-span agent runs: a run root with rollups, an LLM call with usage and cost, a
+tool and a retrieval, with small inputs and outputs) are built in memory first, then written with
+``LocalStoreExporter.export`` in batches of ``--batch`` (the runtime's default is 512) to a new
+store file; reported: spans per second of writing (wall clock and per CPU-second of the process, best of
+``--repeat``), the file size and the machine's load (a shared machine slows the first figure).
+
+Run: ``.venv/bin/python bench/store_write.py [--spans 200000] [--batch 512] [--repeat 3]``
+(``make bench-store``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from trodo_trace._internal.store.local import LocalStoreExporter
+
+RESOURCE = Resource({"service.name": "bench", "telemetry.sdk.language": "python"})
+
+
+def make_spans(count: int) -> list[ReadableSpan]:
+    spans: list[ReadableSpan] = []
+    start = 1_700_000_000_000_000_000
+    run = 0
+    while len(spans) < count:
+        run += 1
+        trace_id = run
+        run_id = f"run-{run:012d}"
+        root = SpanContext(trace_id, run * 8, False, TraceFlags(1))
+        t0 = start + run * 10_000_000
+        children = [
+            (
+                "llm.chat",
+                "llm",
+                {
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.usage.input_tokens": 120,
+                    "gen_ai.usage.output_tokens": 40,
+                    "trodo.llm.cost": 0.0003,
+                },
+            ),
+            ("lookup", "tool", {"trodo.tool.name": "lookup"}),
+            ("search", "retrieval", {"trodo.retrieval.result_count": 3}),
+        ]
+        for offset, (name, kind, extra) in enumerate(children, start=1):
+            context = SpanContext(trace_id, run * 8 + offset, False, TraceFlags(1))
+            attrs = {
+                "trodo.span.kind": kind,
+                "trodo.run.id": run_id,
+                "input.value": json.dumps({"q": "hi"}),
+                "output.value": json.dumps({"a": "hello there"}),
+                **extra,
+            }
+            spans.append(
+                ReadableSpan(
+                    name=name,
+                    context=context,
+                    parent=root,
+                    resource=RESOURCE,
+                    attributes=attrs,
+                    kind=SpanKind.INTERNAL,
+                    status=Status(StatusCode.OK),
+                    start_time=t0 + offset,
+                    end_time=t0 + offset + 1000,
+                )
+            )
+        attrs = {
+            "trodo.span.kind": "run",
+            "trodo.run.id": run_id,
+            "trodo.agent.name": "triage",
+            "trodo.distinct_id": f"user-{run % 50}",
+            "trodo.conversation_id": f"conv-{run % 200}",
+            "trodo.run.status": "ok",
+            "trodo.run.duration_ms": 1.0,
+            "trodo.run.total_tokens_in": 120,
+            "trodo.run.total_tokens_out": 40,
+            "trodo.run.total_cost": 0.0003,
+            "trodo.run.span_count": 4,
+            "trodo.run.tool_count": 1,
+            "trodo.run.error_count": 0,
+            "input.value": json.dumps({"q": "hi"}),
+            "output.value": json.dumps("done"),
+        }
+        spans.append(
+            ReadableSpan(
+                name="triage",
+                context=root,
+                parent=None,
+                resource=RESOURCE,
+                attributes=attrs,
+                kind=SpanKind.INTERNAL,
+                status=Status(StatusCode.OK),
+                start_time=t0,
+                end_time=t0 + 5000,
+            )
+        )
+    return spans[:count]
+
+
+def measure(spans: list[ReadableSpan], batch: int) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trodo.db"
+        exporter = LocalStoreExporter(path)
+        exporter.store.open()
+        began = time.perf_counter()
+        cpu_began = time.process_time()
+        for index in range(0, len(spans), batch):
+            result = exporter.export(spans[index : index + batch])
+            if getattr(result, "name", None) != "SUCCESS":
+                raise SystemExit(f"export failed: {result}")
+        elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu_began
+        exporter.shutdown()
+        size = os.path.getsize(path) + sum(os.path.getsize(p) for p in Path(tmp).glob("trodo.db-*"))
+    return len(spans) / elapsed, len(spans) / cpu, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    spans = make_spans(args.spans)
+    best = best_cpu = 0.0
+    size = 0
+    for _ in range(args.repeat):
+        rate, cpu_rate, size = measure(spans, args.batch)
+        best, best_cpu = max(best, rate), max(best_cpu, cpu_rate)
+    print(
+        f"local store: {args.spans:,} spans in batches of {args.batch}: {best:,.0f} spans/s "
+        f"(best of {args.repeat}; {best_cpu:,.0f} per CPU-second of this process), file {size / 2**20:.1f} MiB;"
+        f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Turning finished spans and events into rows, and writing a batch of them in one transaction.
+
+A :class:`Batch` is plain data (tuples of text and numbers), so a batch the writer cannot take yet
+can wait in the disk spool as JSON and be written later exactly as it would have been now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from ..core.values import dumps, to_plain
+
+SPAN_COLUMNS = tuple(
+    "trace_id span_id parent_span_id run_id name kind start_ns end_ns status status_message"
+    " error_type attributes events resource joined".split()
+)
+RUN_COLUMNS = tuple(
+    "run_id trace_id root_span_id name kind distinct_id conversation_id parent_run_id status"
+    " error_summary start_ns end_ns duration_ms tokens_in tokens_out cost span_count tool_count"
+    " error_count metadata service_name cost_incomplete".split()
+)
+EVENT_COLUMNS = tuple("dedup_key ts_ns name distinct_id category run_id trace_id span_id properties".split())
+
+
+def _insert_sql(verb: str, table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"{verb} INTO {table} ({names}) VALUES ({marks})"
+
+
+INSERT_SPAN = _insert_sql("INSERT OR REPLACE", "spans", SPAN_COLUMNS)
+UPSERT_RUN = _insert_sql("INSERT OR REPLACE", "runs", RUN_COLUMNS)
+# A run root without rollups only fills a gap; it never overwrites a full row.
+INSERT_RUN_FALLBACK = _insert_sql("INSERT OR IGNORE", "runs", RUN_COLUMNS)
+INSERT_EVENT = _insert_sql("INSERT OR IGNORE", "events", EVENT_COLUMNS)
+
+JOINED = "trodo.run.joined"
+
+
+def _dumps_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+# One encoder for every row: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_dumps_default).encode
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def number(value: Any, cast: Callable[[Any], Any]) -> Any:
+    """``cast(value)``, or None for missing, boolean or non-numeric values."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if type(value) is str else str(value)
+
+
+def _status_name(span: ReadableSpan) -> tuple[str, str | None]:
+    status = span.status
+    code = status.status_code
+    if code is StatusCode.OK:
+        return "ok", status.description
+    if code is StatusCode.ERROR:
+        return "error", status.description
+    return "unset", status.description
+
+
+_resource_cache: dict[int, tuple[Any, str]] = {}
+
+
+def _resource_json(resource: Any) -> str:
+    """The resource's JSON text, computed once per resource object (every span of a process shares one)."""
+    if resource is None:
+        return "{}"
+    cached = _resource_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    text = dumps(to_plain(dict(resource.attributes), leaves=False))
+    if len(_resource_cache) > 64:
+        _resource_cache.clear()
+    _resource_cache[id(resource)] = (resource, text)
+    return text
+
+
+def _events_json(span: ReadableSpan) -> tuple[str, list[dict[str, Any]]]:
+    events = [
+        {
+            "name": event.name,
+            "timestamp": event.timestamp,
+            "attributes": to_plain(dict(event.attributes or {}), leaves=False),
+        }
+        for event in span.events
+    ]
+    return dumps(events), events
+
+
+def span_row(span: ReadableSpan) -> tuple[Any, ...]:
+    attrs = span.attributes or {}
+    status, message = _status_name(span)
+    if span.events:
+        events_text, events = _events_json(span)
+    else:
+        events_text, events = "[]", []
+    error_type = attrs.get("error.type")
+    if error_type is None and status == "error":
+        for event in events:
+            if event["name"] == "exception" and event["attributes"].get("exception.type"):
+                error_type = event["attributes"]["exception.type"]
+                break
+    try:
+        attributes_text = _encode(attrs if type(attrs) is dict else dict(attrs))
+    except (TypeError, ValueError):
+        attributes_text = dumps(to_plain(dict(attrs), leaves=False))
+    context = span.context
+    parent = span.parent
+    return (
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        _str_or_none(attrs.get("trodo.run.id")),
+        span.name,
+        _str_or_none(attrs.get("trodo.span.kind")),
+        span.start_time,
+        span.end_time,
+        status,
+        message,
+        _str_or_none(error_type),
+        attributes_text,
+        events_text,
+        _resource_json(span.resource),
+        1 if attrs.get(JOINED) is True else None,
+    )
+
+
+def run_row(span: ReadableSpan) -> tuple[Any, ...]:
+    attrs = span.attributes or {}
+    span_status, _ = _status_name(span)
+    status = attrs.get("trodo.run.status") or ("error" if span_status == "error" else "ok")
+    duration = number(attrs.get("trodo.run.duration_ms"), float)
+    if duration is None and span.start_time is not None and span.end_time is not None:
+        duration = (span.end_time - span.start_time) / 1e6
+    metadata = attrs.get("trodo.metadata")
+    if metadata is not None and not isinstance(metadata, str):
+        metadata = dumps(to_plain(metadata, leaves=False))
+    resource = span.resource.attributes if span.resource is not None else {}
+    return (
+        _str_or_none(attrs.get("trodo.run.id")),
+        f"{span.context.trace_id:032x}",
+        f"{span.context.span_id:016x}",
+        _str_or_none(attrs.get("trodo.agent.name")) or span.name,
+        _str_or_none(attrs.get("trodo.span.kind")),
+        _str_or_none(attrs.get("trodo.distinct_id")),
+        _str_or_none(attrs.get("trodo.conversation_id")),
+        _str_or_none(attrs.get("trodo.parent_run_id")),
+        _str_or_none(status),
+        _str_or_none(attrs.get("trodo.run.error_summary")),
+        span.start_time,
+        span.end_time,
+        duration,
+        number(attrs.get("trodo.run.total_tokens_in"), int),
+        number(attrs.get("trodo.run.total_tokens_out"), int),
+        number(attrs.get("trodo.run.total_cost"), float),
+        number(attrs.get("trodo.run.span_count"), int),
+        number(attrs.get("trodo.run.tool_count"), int),
+        number(attrs.get("trodo.run.error_count"), int),
+        metadata,
+        _str_or_none(resource.get("service.name")),
+        1 if attrs.get("trodo.run.cost_incomplete") is True else None,
+    )
+
+
+@dataclass
+class Batch:
+    """Rows of a batch of finished spans, ready for one transaction."""
+
+    spans: list[tuple[Any, ...]] = field(default_factory=list)
+    runs: list[tuple[Any, ...]] = field(default_factory=list)
+    fallback_runs: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Runs that received spans recorded in another process (their rollups are recomputed).
+    joined_runs: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def to_json(self) -> bytes:
+        data = [self.spans, self.runs, self.fallback_runs, sorted(self.joined_runs)]
+        return _encode(data).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, body: bytes) -> Batch:
+        spans, runs, fallback, joined = json.loads(body)
+        return cls(
+            [tuple(r) for r in spans], [tuple(r) for r in runs], [tuple(r) for r in fallback], set(joined)
+        )
+
+
+def prepare(spans: Sequence[ReadableSpan]) -> Batch:
+    """The rows of ``spans`` (and of the runs their roots summarise)."""
+    batch = Batch()
+    span_rows, runs, fallback, joined = batch.spans, batch.runs, batch.fallback_runs, batch.joined_runs
+    for span in spans:
+        row = span_row(span)
+        span_rows.append(row)
+        attrs = span.attributes or {}
+        if "trodo.run.id" not in attrs:
+            continue
+        if "trodo.run.span_count" in attrs:
+            runs.append(run_row(span))
+        elif span.parent is None or attrs.get("trodo.span.kind") == "run":
+            fallback.append(run_row(span))
+        if row[-1] == 1:
+            joined.add(str(attrs["trodo.run.id"]))
+    return batch
+
+
+_IN, _OUT, _COST = (
+    f"json_extract(attributes, '$.\"{key}\"')"
+    for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "trodo.llm.cost")
+)
+_JOINED_TOTALS = (
+    f"SELECT COUNT(*), SUM(kind = 'tool'), SUM(status = 'error'), SUM({_IN}), SUM({_OUT}), SUM({_COST}),"
+    f" SUM(({_IN} IS NOT NULL OR {_OUT} IS NOT NULL) AND {_COST} IS NULL) FROM spans"
+    " WHERE run_id = ? AND joined = 1"
+)
+_ROOT_ATTRIBUTES = (
+    "SELECT s.attributes FROM runs r JOIN spans s ON s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
+    " WHERE r.run_id = ? AND r.span_count IS NOT NULL"
+)
+
+
+def _add_joined_spans(conn: Any, run_id: str) -> None:
+    """Set a run's rollups to its root's (the root's process) plus its spans marked ``trodo.run.joined``
+    (other processes or services); recomputed from stored rows, so arrival order and re-exports don't matter."""
+    root = conn.execute(_ROOT_ATTRIBUTES, (run_id,)).fetchone()
+    totals = conn.execute(_JOINED_TOTALS, (run_id,)).fetchone() if root is not None else None
+    if totals is None or not totals[0]:
+        return  # no full root yet (its arrival recomputes), or nothing joined
+    base = loads(root[0], {})
+    base = base if isinstance(base, Mapping) else {}
+    sums = [
+        (number(base.get(f"trodo.run.{key}"), int) or 0) + int(extra or 0)
+        for key, extra in zip(
+            ("span_count", "tool_count", "error_count", "total_tokens_in", "total_tokens_out"),
+            totals[:5],
+            strict=True,
+        )
+    ]
+    cost = (number(base.get("trodo.run.total_cost"), float) or 0.0) + (totals[5] or 0.0)
+    incomplete = bool(base.get("trodo.run.cost_incomplete")) or bool(totals[6])
+    conn.execute(
+        "UPDATE runs SET span_count = ?, tool_count = ?, error_count = ?, tokens_in = ?, tokens_out = ?,"
+        " cost = ?, cost_incomplete = ? WHERE run_id = ?",
+        (*sums, round(cost, 10) if cost or not incomplete else None, 1 if incomplete else None, run_id),
+    )
+
+
+def write(conn: Any, batch: Batch) -> None:
+    """Write ``batch`` inside the caller's transaction."""
+    conn.executemany(INSERT_SPAN, batch.spans)
+    if batch.fallback_runs:
+        conn.executemany(INSERT_RUN_FALLBACK, batch.fallback_runs)
+    if batch.runs:
+        conn.executemany(UPSERT_RUN, batch.runs)
+    rollups = set(batch.joined_runs)
+    if batch.runs:
+        # A full root arriving after spans joined from elsewhere: only those runs need recomputing.
+        ids = sorted({str(row[0]) for row in batch.runs} - rollups)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found = conn.execute(
+                f"SELECT DISTINCT run_id FROM spans WHERE joined = 1 AND run_id IN ({marks})", chunk
+            ).fetchall()
+            rollups.update(str(row[0]) for row in found)
+    for run_id in sorted(rollups):
+        _add_joined_spans(conn, run_id)
+
+
+def event_values(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    values = []
+    for row in rows:
+        props = row.get("properties")
+        if props is not None and not isinstance(props, str):
+            props = dumps(to_plain(props, leaves=False))
+        values.append(tuple(props if col == "properties" else row.get(col) for col in EVENT_COLUMNS))
+    return values
