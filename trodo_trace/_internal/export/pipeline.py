@@ -62,8 +62,9 @@ class Pipeline:
         #: the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread side is
         #: not locked. With ``max_item_bytes`` (what ``size`` can return at most) the first items of
         #: a short queue are not measured at all, so the application thread pays for the byte bound
-        #: only when the queue is backing up; the measured rest (queued with their size, released
-        #: exactly by the worker) is held to what remains of the bound (see ``_byte_plan``).
+        #: only when the queue is backing up; the measured rest (their sizes kept beside the queue,
+        #: released by the worker as it takes them) is held to what remains of the bound (see
+        #: ``_byte_plan``).
         self._size = size if max_bytes > 0 else None
         self._max_bytes = max_bytes
         self._unmeasured, self._byte_budget = _byte_plan(max_bytes, max_item_bytes)
@@ -75,6 +76,10 @@ class Pipeline:
         self._queue: deque[Any] = deque()
         self._bytes_in = 0
         self._bytes_out = 0
+        #: Measured items: their bytes and their place in the stream of submitted items.
+        self._measured_bytes: deque[int] = deque()
+        self._measured_at: deque[int] = deque()
+        self._popped = 0
         self._wake = threading.Event()
         self._done = threading.Condition(threading.Lock())
         self._submitted = Counter()
@@ -112,7 +117,10 @@ class Pipeline:
             over = self._bytes_in - self._bytes_out + nbytes > self._byte_budget
             if not over:
                 self._bytes_in += nbytes
-                item = (item, nbytes)  # so the worker releases exactly these bytes (items are never tuples)
+                # Where the item stands in the stream (at or after its true place when the worker
+                # pops meanwhile), so the worker releases these bytes once it has taken it.
+                self._measured_bytes.append(nbytes)
+                self._measured_at.append(depth + self._popped)
         if over:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
@@ -191,8 +199,7 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
-            if self._size is not None:  # measured items may be among these
-                batch = self._release(batch)
+            self._release(len(batch))
             self._in_flight = len(batch)
             ok = False
             lost = 0
@@ -222,17 +229,18 @@ class Pipeline:
                 self._in_flight = 0
                 self._done.notify_all()
 
-    def _release(self, items: list[Any]) -> list[Any]:
-        """``items`` as submitted, the bytes of those that were measured released (worker side)."""
-        released = 0
-        out = []
-        for item in items:
-            if type(item) is tuple:  # (item, bytes): measured when it joined a long queue
-                item, nbytes = item
-                released += nbytes
-            out.append(item)
+    def _release(self, count: int) -> None:
+        """``count`` more items left the queue (worker side): release the bytes of the measured
+        ones among them."""
+        self._popped += count
+        measured_at = self._measured_at
+        if not measured_at:
+            return
+        sizes, popped, released = self._measured_bytes, self._popped, 0
+        while measured_at and measured_at[0] < popped:
+            measured_at.popleft()
+            released += sizes.popleft()
         self._bytes_out += released
-        return out
 
     def _convert_isolated(self, batch: list[Any]) -> list[Any]:
         """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
@@ -312,7 +320,7 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
-            leftovers = self._release(leftovers)
+            self._release(len(leftovers))
             self._abandoned += len(leftovers)
             self._handed_over = True
             self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
