@@ -183,6 +183,7 @@ class OtlpReceiver:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._default = Behaviour()
+        self._by_signal: dict[str, Behaviour] = {}
         self._script: list[Behaviour] = []
         self._released = threading.Event()
         self.port = port
@@ -207,6 +208,12 @@ class OtlpReceiver:
         ``partial_rejected``, ``message``)."""
         with self._lock:
             self._default = Behaviour(status, **options)
+
+    def refuse_signal(self, signal: str, status: int) -> None:
+        """Answer every request for ``signal`` (``"logs"``, ``"traces"``) with ``status``, as a backend
+        without that signal does (Phoenix answers 405 on ``/v1/logs``); HTTP only."""
+        with self._lock:
+            self._by_signal[signal] = Behaviour(status, message=f"no {signal} here")
 
     def script(self, *behaviours: Behaviour) -> None:
         """Answer the next requests with these, one each, then go back to the default."""
@@ -274,8 +281,11 @@ class OtlpReceiver:
         return True
 
     # -- the servers -----------------------------------------------------------------------------
-    def _next(self) -> Behaviour:
+    def _next(self, path: str = "") -> Behaviour:
         with self._lock:
+            for signal, behaviour in self._by_signal.items():
+                if path.endswith(signal):
+                    return behaviour
             return self._script.pop(0) if self._script else self._default
 
     def _record(self, path: str, headers: dict[str, str], body: bytes, status: int) -> None:
@@ -301,7 +311,7 @@ class OtlpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                behaviour = receiver._next()
+                behaviour = receiver._next(self.path)
                 if behaviour.blackhole:
                     receiver._released.wait()
                     self.close_connection = True

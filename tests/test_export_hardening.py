@@ -667,13 +667,13 @@ def test_event_properties_are_capped_like_captured_values():
 
     trodo.init(max_value_length=1000)
     trodo.track("u1", "warm_up")  # builds the event sink
-    properties = {"text": "a" * 50_000, "items": list(range(1_000_000))}
+    properties = {"text": "a" * 50_000_000, "items": list(range(1_000_000))}
     started = time.thread_time()  # this thread's CPU time: unaffected by a busy machine
     trodo.track("u1", "big_props", properties)
     elapsed = time.thread_time() - started
     assert trodo.flush(5.0)
     event = next(e for e in LocalStore(runtime.get().store_path).list_events() if e["name"] == "big_props")
-    assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000 chars total]"
+    assert event["properties"]["text"] == "a" * 1000 + "\u2026[truncated: 50000000 chars total]"
     assert len(event["properties"]["items"]) == 1001
     assert elapsed < 0.05
 
@@ -736,3 +736,244 @@ def test_sigterm_flushes_queued_spans_and_keeps_the_previous_behaviour(
         process.stdout.close()
         process.stderr.close()
     assert receiver.span_count() == 2020
+
+
+def test_the_byte_bound_holds_though_a_short_queue_is_not_measured():
+    """With a per-item maximum, items joining a short queue are not measured (no cost on the app thread),
+    yet what the queue holds stays within max_bytes while the worker is stuck; the rest overflows."""
+    import threading
+
+    release = threading.Event()
+    exported, spilled = [], []
+
+    def export(batch):
+        release.wait(10.0)
+        exported.extend(batch)
+
+    def overflow(item):
+        spilled.append(item)
+        return True
+
+    pipeline = Pipeline(
+        export,
+        batch_size=4,
+        interval_s=0.01,
+        size=len,
+        max_bytes=10_000,
+        max_item_bytes=1_000,
+        overflow=overflow,
+    )
+    measured = []
+    pipeline._size = lambda item: measured.append(item) or len(item)
+    for i in range(200):
+        pipeline.submit(f"{i:03d}" + "x" * (200 if i % 2 else 997))
+    queued = sum(map(len, list(pipeline._queue)))
+    assert queued <= 10_000 and spilled
+    assert len(measured) < 200  # the first items of the short queue were not measured
+    release.set()
+    assert pipeline.flush(10.0)
+    pipeline.shutdown(1.0)
+    assert sorted(exported + spilled) == sorted(
+        f"{i:03d}" + "x" * (200 if i % 2 else 997) for i in range(200)
+    )
+
+
+def test_the_event_queue_is_bounded_in_bytes_and_spills_to_the_spool(receiver):
+    """max_queue_bytes holds for events too: big events past the bound go to the spool, all are delivered."""
+    import trodo_trace as trodo
+    from trodo_trace._internal.events.sink import current_sink
+
+    trodo.init(endpoint=receiver.url, batch_flush_interval_ms=60_000, max_queue_bytes=1024 * 1024)
+    for i in range(100):
+        trodo.track("u1", "heavy_event", {"i": i, "blob": "x" * 30_000})
+    pipeline = current_sink().pipeline.stats()
+    assert pipeline["queue_bytes"] <= 1024 * 1024
+    assert pipeline["queue_depth"] < 40 and pipeline["overflowed"] > 60
+    assert trodo.flush(15.0) is True
+    assert sorted(r["body"]["i"] for r in receiver.logs()) == list(range(100))
+    stats = trodo.stats()
+    assert (stats["events_dropped"], stats["events_exported"]) == (0, 100)
+
+
+REFUSED_LOGS = """
+import json, trodo_trace as trodo
+
+@trodo.agent("phoenix-like")
+def bot():
+    for i in range(3):
+        trodo.track("u1", "clicked", {"i": i})
+
+bot()
+bot()
+first = trodo.flush(10)
+second = trodo.flush(10)
+stats = trodo.stats()
+print(json.dumps({key: stats[key] for key in ("exported", "rejected", "events_rejected", "events_exported",
+                                               "events_refused", "events_last_error", "refused")} |
+                 {"first": first, "second": second}))
+"""
+
+
+def test_a_backend_without_logs_gets_one_clear_warning_and_events_count_as_rejected(tmp_path, receiver):
+    """405 on /v1/logs (as Phoenix answers): spans arrive, each event is counted as rejected, one warning names the
+    signal and the answer (no header values), flush() is False once with the reason in stats()."""
+    receiver.refuse_signal("logs", 405)
+    env = {
+        "TRODO_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={HEADER_SECRET}",
+        "TRODO_BATCH_SIZE": "3",
+        "TRODO_BATCH_FLUSH_INTERVAL_MS": "20",
+        **ENV,
+    }
+    result = run_script(REFUSED_LOGS, tmp_path, env=env)
+    out = _last_json(result)
+    assert out == {
+        "exported": 2,
+        "rejected": 0,
+        "events_rejected": 6,
+        "events_exported": 0,
+        "events_refused": "405: no logs here (the collector does not accept logs)",
+        "events_last_error": "405: no logs here (the collector does not accept logs)",
+        "refused": None,
+        "first": False,
+        "second": True,
+    }
+    assert len([r for r in receiver.requests if r.path.endswith("logs")]) >= 2
+    warnings = [line for line in result.stderr.splitlines() if "trodo_trace" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "does not accept logs" in warnings[0] and "405" in warnings[0] and "/v1/logs" in warnings[0]
+    assert HEADER_SECRET not in result.stderr + result.stdout
+    assert [span.name for span in receiver.spans()] == ["phoenix-like", "phoenix-like"]
+
+
+SOURCE_LINES = """
+import traceback, trodo_trace as trodo
+trodo.init(capture_content=False, schedule_delay_ms=20, batch_flush_interval_ms=20)
+
+@trodo.tool
+def lookup(account):
+    return {"SRC-LEAK-1": account}["SRC-LEAK-2 " + account]
+
+@trodo.agent("private-source")
+def bot():
+    try:
+        lookup("acct")
+    except KeyError as exc:
+        trodo.for_user("u1").capture_error(exc)
+        text = "".join(traceback.format_exception(exc))
+        with trodo.get_tracer().start_as_current_span("by-hand") as span:
+            span.add_event("exception", {"exception.type": "KeyError", "exception.stacktrace": text})
+
+bot()
+print(trodo.flush(10))
+"""
+
+
+def test_capture_content_off_leaves_no_source_text_in_stack_traces(tmp_path, receiver):
+    """Content off: stack traces keep each frame's file, line and function but no code line (it can hold literals
+    and arguments), in span exception events, server_error events and hand-added exception events alike."""
+    result = run_script(SOURCE_LINES, tmp_path, env={"TRODO_ENDPOINT": receiver.url, **ENV})
+    assert result.stdout.split() == ["True"], result.stderr
+    assert b"SRC-LEAK" not in b"".join(r.body for r in receiver.requests)
+    stacks = [
+        e["attributes"]["exception.stacktrace"]
+        for s in receiver.spans()
+        for e in s.events
+        if e["name"] == "exception"
+    ]
+    (event,) = receiver.logs()
+    stacks.append(event["body"]["stack_trace"])
+    assert len(stacks) == 3  # the tool span's exception event, the hand-added one, the server_error event
+    for stack in stacks:
+        assert ", in lookup" in stack and stack.rstrip().endswith("KeyError"), stack
+        assert "return {" not in stack
+
+
+def test_status_counts_spooled_items_from_content_and_skips_links(tmp_path, receiver):
+    """trodo-trace status: a renamed file claiming 1,000,000,000 spans counts what it holds; a link is not counted."""
+    import subprocess
+    import sys
+
+    store = tmp_path / ".trodo" / "trodo.db"
+    env = {"TRODO_ENDPOINT": receiver.url, "TRODO_STORE": str(store), "OTEL_BSP_EXPORT_TIMEOUT": "300"}
+    receiver.set_behaviour(status=503)
+    code = "import trodo_trace as trodo\nfor _ in range(3):\n    with trodo.agent('spooled'):\n        pass\ntrodo.flush(2)\n"
+    first = run_script(code, tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    (spooled,) = (tmp_path / ".trodo" / "spool").glob("*/*.otlp")
+    stem, signal, _count, suffix = spooled.name.split(".")
+    spooled.rename(spooled.with_name(f"{stem}.{signal}.1000000000.{suffix}"))
+    secret = tmp_path / "secret.otlp"
+    secret.write_bytes(spooled.with_name(f"{stem}.{signal}.1000000000.{suffix}").read_bytes())
+    spooled.with_name(
+        f"{int(stem.split('-')[0]) - 1:020d}-3ffffex00000000-00000001.traces.7.otlp"
+    ).symlink_to(secret)
+    done = subprocess.run(
+        [sys.executable, "-m", "trodo_trace.cli", "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={**__import__("os").environ, "TRODO_STORE": str(store)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 batches" in done.stdout and "3 spans" in done.stdout, done.stdout
+    assert "1000000000" not in done.stdout and " 7 spans" not in done.stdout
+
+
+READ_ONLY_SPOOL = """
+import errno, json, os, trodo_trace as trodo
+from trodo_trace._internal.export import spool as spool_mod
+
+real_open = os.open
+
+def read_only(path, flags, *args, **kwargs):
+    if flags & os.O_CREAT and "spool" in str(path):
+        raise OSError(errno.EROFS, "Read-only file system")
+    return real_open(path, flags, *args, **kwargs)
+
+spool_mod.os.open = read_only
+with trodo.agent("nowhere"):
+    pass
+ok = trodo.flush(3)
+stats = trodo.stats()
+print(json.dumps([ok, stats["dropped"], stats["spooled"]]))
+"""
+
+
+def test_a_read_only_spool_is_reported_as_read_only_not_as_full(tmp_path, receiver):
+    """Collector refusing for now and a read-only spool: the warning says the file system is read-only."""
+    receiver.set_behaviour(status=503)
+    result = run_script(
+        READ_ONLY_SPOOL,
+        tmp_path,
+        env={
+            "TRODO_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "20",
+            "OTEL_BSP_EXPORT_TIMEOUT": "300",
+        },
+    )
+    assert _last_json(result) == [False, 1, 0]
+    assert "read-only" in result.stderr and "spool is full" not in result.stderr, result.stderr
+
+
+INIT_TWICE = """
+import trodo_trace as trodo
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+with trodo.agent("first"):
+    trodo.track("u1", "first_event")
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+with trodo.agent("second"):
+    trodo.track("u1", "second_event")
+trodo.init(schedule_delay_ms=20, batch_flush_interval_ms=20)
+print(trodo.flush(5))
+"""
+
+
+def test_init_twice_prints_nothing_and_loses_nothing(tmp_path, receiver):
+    """init() again (and again) with spans and events queued: no OpenTelemetry message, everything delivered."""
+    result = run_script(INIT_TWICE, tmp_path, env={"TRODO_ENDPOINT": receiver.url})
+    assert result.returncode == 0 and result.stdout.split() == ["True"], result.stderr
+    assert result.stderr == ""
+    assert sorted(span.name for span in receiver.spans()) == ["first", "second"]
+    assert sorted(r["attributes"]["event.name"] for r in receiver.logs()) == ["first_event", "second_event"]

@@ -355,8 +355,9 @@ OPTIONS: tuple[Option, ...] = (
         ("TRODO_MAX_QUEUE_BYTES",),
         64 * 1024 * 1024,
         _parse_int(0),
-        "Memory bound of the span queue in bytes (estimated from captured content); past it spans "
-        "go to the disk spool. 0: count-bound only.",
+        "Memory bound in bytes of the span queue and of the event queue, each (estimated from captured "
+        "content and event properties); past it spans and events go to the disk spool (with an "
+        "endpoint; dropped and counted without one). 0: count-bound only.",
     ),
     Option(
         "export_timeout_ms",

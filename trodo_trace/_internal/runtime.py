@@ -102,6 +102,7 @@ class Runtime:
             name="trodo-span-export",
             size=span_bytes,
             max_bytes=config.max_queue_bytes,
+            max_item_bytes=max_span_bytes(config.max_value_length),
             **hooks,
         )
         # OTLP export writes our spans' protobuf bytes directly (export.encode); the local store
@@ -304,20 +305,28 @@ class Runtime:
 
 
 _SPAN_OVERHEAD = 1024
+_INPUT, _OUTPUT = attrs.INPUT_VALUE, attrs.OUTPUT_VALUE
 
 
 def span_bytes(span: Any) -> int:
     """About how much memory a queued span holds: its captured input and output text plus a fixed
     overhead (two dictionary lookups: cheap enough for the application thread)."""
-    attributes = getattr(span, "attributes", None)
-    if not isinstance(attributes, dict):
+    try:
+        get = span.attributes.get
+        text_in, text_out = get(_INPUT), get(_OUTPUT)
+    except AttributeError:
         return _SPAN_OVERHEAD
-    size = _SPAN_OVERHEAD
-    for key in (attrs.INPUT_VALUE, attrs.OUTPUT_VALUE):
-        value = attributes.get(key)
-        if type(value) is str:
-            size += len(value)
-    return size
+    return (
+        _SPAN_OVERHEAD
+        + (len(text_in) if text_in.__class__ is str else 0)
+        + (len(text_out) if text_out.__class__ is str else 0)
+    )
+
+
+def max_span_bytes(max_value_length: int) -> int:
+    """The most :func:`span_bytes` says of a span whose input and output were captured (each cut at
+    ``max_value_length`` characters, plus the truncation marker)."""
+    return _SPAN_OVERHEAD + 2 * (max_value_length + 64)
 
 
 def in_ipython() -> bool:

@@ -506,13 +506,14 @@ def _qualified_name(exc_type: type) -> str:
 def format_stack(exception: BaseException, tb: Any, content: bool | None = None) -> str:
     """The traceback text of ``exception``. Without content (``capture_content=False``, the
     runtime's setting by default) every exception of the chain and of exception groups is shown as
-    its type only: no message, no notes, no source text of a ``SyntaxError``."""
+    its type only and every frame as its file, line number and function: no message, no notes, no
+    source text (neither the code lines of the frames nor a ``SyntaxError``'s)."""
     if content is None:
         content = RUNTIME is None or RUNTIME.capture_content
     if content:
         return "".join(traceback.format_exception(type(exception), exception, tb))
     try:
-        top = traceback.TracebackException(type(exception), exception, tb, compact=True)
+        top = traceback.TracebackException(type(exception), exception, tb, compact=True, lookup_lines=False)
         pending, seen = [top], set()
         while pending:
             node = pending.pop()
@@ -523,6 +524,7 @@ def format_stack(exception: BaseException, tb: Any, content: bool | None = None)
                 raise LookupError("unknown TracebackException layout")
             fields = vars(node)  # private layout, checked above; a change falls back below
             fields["_str"] = ""
+            node.stack = _frames_only(node.stack)
             if fields.get("__notes__"):
                 fields["__notes__"] = None
             for field in ("text", "msg"):  # a SyntaxError's source line and message
@@ -532,11 +534,19 @@ def format_stack(exception: BaseException, tb: Any, content: bool | None = None)
             pending.extend(getattr(node, "exceptions", None) or ())
         return "".join(top.format())
     except Exception:  # an interpreter whose TracebackException differs: frames and type only
+        frames = traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False)
         return (
             "Traceback (most recent call last):\n"
-            + "".join(traceback.format_tb(tb))
+            + "".join(_frames_only(frames).format())
             + (_qualified_name(type(exception)) + "\n")
         )
+
+
+def _frames_only(stack: traceback.StackSummary) -> traceback.StackSummary:
+    """``stack`` without source text: file, line number and function of each frame."""
+    return traceback.StackSummary.from_list(
+        [(frame.filename, frame.lineno or 0, frame.name, "") for frame in stack]
+    )
 
 
 def _safe_message(exception: BaseException) -> str:

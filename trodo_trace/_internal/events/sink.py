@@ -38,6 +38,9 @@ CATEGORY = "trodo.event.category"
 EVENT_ID = "trodo.event.id"
 RUN_ID = "trodo.run.id"
 
+#: Bytes an event holds beside its properties (ids, name, timestamps).
+EVENT_OVERHEAD = 512
+
 #: Longest a ``track`` call waits for delivery when batching is off.
 SYNC_TIMEOUT_S = 5.0
 
@@ -52,6 +55,7 @@ class Event:
         "distinct_id",
         "event_id",
         "name",
+        "nbytes",
         "properties",
         "run_id",
         "severity",
@@ -74,6 +78,7 @@ class Event:
         span_id: int,
         trace_flags: int,
         severity: str | None,
+        nbytes: int = 0,
     ):
         self.event_id = event_id
         self.ts_ns = ts_ns
@@ -86,6 +91,8 @@ class Event:
         self.span_id = span_id
         self.trace_flags = trace_flags
         self.severity = severity
+        #: About how much memory the event holds (its properties and ids), for the queue's byte bound.
+        self.nbytes = nbytes or EVENT_OVERHEAD
 
     def __repr__(self) -> str:
         return f"Event(name={self.name!r}, distinct_id={self.distinct_id!r}, run_id={self.run_id!r})"
@@ -99,6 +106,28 @@ class Event:
         if self.run_id is not None:
             attributes[RUN_ID] = self.run_id
         return attributes
+
+
+def event_bytes(event: Event) -> int:
+    """The queue's byte estimate of ``event`` (measured once, when it was tracked)."""
+    return event.nbytes
+
+
+def data_bytes(value: Any) -> int:
+    """About how many bytes JSON data (cleaned event properties) takes as text.
+
+    Example:
+        >>> data_bytes({"plan": "pro", "seats": [1, 2]})
+        44
+    """
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if kind is dict:
+        return 2 + sum(len(key) + 4 + data_bytes(item) for key, item in value.items())
+    if kind is list:
+        return 2 + sum(data_bytes(item) + 1 for item in value)
+    return 8
 
 
 # -- conversions (export thread) -------------------------------------------------------------
@@ -251,10 +280,15 @@ class EventSink:
             interval_s=config.batch_flush_interval_ms / 1000.0,
             max_queue=config.max_queue_size,
             name="trodo-event-export",
+            size=event_bytes,
+            max_bytes=config.max_queue_bytes,
             **hooks,
         )
-        if self.delivery is not None:
-            self._in_empty_context(lambda: self.delivery.bind(self.pipeline))
+        delivery: Any = self.delivery
+        if delivery is not None:
+            delivery.item_size = event_bytes
+            delivery.max_buffer_bytes = config.max_queue_bytes
+            self._in_empty_context(lambda: delivery.bind(self.pipeline))
 
     @staticmethod
     def _in_empty_context(action: Callable[[], Any]) -> None:
@@ -319,6 +353,7 @@ class EventSink:
             result["events_failed"] = delivery["failed"] + stats["lost"]
             result["events_spooled"] = delivery["spooled"]
             result["events_rejected"] = delivery["rejected"]
+            result["events_refused"] = delivery["refused"]  # the collector does not take logs at all
             result["events_dropped"] += delivery["dropped"]
             result["events_last_error"] = delivery["last_error"] or stats["last_error"]
         return result

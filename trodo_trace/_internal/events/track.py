@@ -24,7 +24,7 @@ from .. import runtime as runtime_mod
 from ..core import spans
 from ..core.errors import internal_error
 from ..core.values import encodable, key_text, to_plain
-from .sink import Event, sink_for
+from .sink import EVENT_OVERHEAD, Event, data_bytes, sink_for
 
 R = TypeVar("R")
 
@@ -214,6 +214,7 @@ def _send(
             span_id,
             flags,
             severity,
+            EVENT_OVERHEAD + data_bytes(props),
         )
         sink.submit(event)
     except Exception:

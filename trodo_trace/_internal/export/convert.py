@@ -25,25 +25,57 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63
 
 def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Valid OpenTelemetry attributes: every value encodable, one bad attribute dropped alone."""
-    cleaned = {}
-    for key, value in attributes.items():
-        try:
+    try:
+        cleaned = {}
+        plain_keys = "".join(attributes).isascii()  # every key a str, all ASCII: the usual case
+    except TypeError:
+        plain_keys = False
+    try:
+        for key, value in attributes.items():
             kind = type(value)
-            if kind is str:
-                value = encodable(value)
-            elif kind is int:
-                if not _INT64_MIN <= value < _INT64_MAX:
-                    value = str(value)
-            elif kind is not float and kind is not bool:
-                value = attribute_value(value)
-                if value is None:
-                    continue
-                if type(value) is tuple and value and type(value[0]) is str:
-                    value = tuple(encodable(item) for item in value)
-            cleaned[encodable(key if type(key) is str else str(key))] = value
-        except Exception:
-            continue  # a key whose str() raises, say: that attribute only
-    return cleaned
+            if plain_keys and (
+                (kind is str and value.isascii())
+                or kind is bool
+                or kind is float
+                or (kind is int and _INT64_MIN <= value < _INT64_MAX)
+            ):
+                cleaned[key] = value  # the usual case, kept cheap
+            else:
+                key, value = _clean_attribute(key, value)
+                if value is not None:
+                    cleaned[key] = value
+        return cleaned
+    except Exception:  # a key whose str() raises, say: that attribute only
+        cleaned = {}
+        for key, value in attributes.items():
+            try:
+                key, value = _clean_attribute(key, value)
+            except Exception:
+                continue
+            if value is not None:
+                cleaned[key] = value
+        return cleaned
+
+
+def _clean_attribute(key: Any, value: Any) -> tuple[str, Any]:
+    """``(key, value)`` made valid and encodable; value ``None`` when the attribute is dropped."""
+    kind = type(value)
+    if kind is str:
+        value = encodable(value)
+    elif kind is int:
+        if not _INT64_MIN <= value < _INT64_MAX:
+            value = str(value)
+    elif kind is not float and kind is not bool:
+        value = attribute_value(value)
+        if type(value) is tuple and value and type(value[0]) is str:
+            value = tuple(encodable(item) for item in value)
+    return encodable(key if type(key) is str else str(key)), value
+
+
+def _text(value: Any) -> str:
+    if type(value) is str and value.isascii():
+        return value
+    return encodable(str(value))
 
 
 def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
@@ -60,11 +92,11 @@ def to_readable(span: TrodoSpan, resource: Resource, scope: InstrumentationScope
     events: tuple[Event, ...] = ()
     if span.events:
         events = tuple(
-            Event(encodable(str(name)), clean_attributes(attributes), timestamp)
+            Event(_text(name), clean_attributes(attributes), timestamp)
             for name, timestamp, attributes in span.events
         )
     return ReadableSpan(
-        name=encodable(str(span.name)),
+        name=_text(span.name),
         context=span.get_span_context(),
         parent=parent,
         resource=resource,

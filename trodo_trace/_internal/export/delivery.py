@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import tenacity
 
@@ -39,6 +40,9 @@ from .otlp_transport import Attempt
 logger = logging.getLogger("trodo_trace")
 
 _DROP_LOG_INTERVAL_S = 60.0
+#: Answers of a backend that has no endpoint for a signal at all (not a refusal of one batch).
+SIGNAL_REFUSED = frozenset({"404", "405", "501", "UNIMPLEMENTED"})
+_SIGNAL_TEXT = {"traces": "traces (spans)", "logs": "logs (track() events and errors)"}
 #: How long a batch is retried when no connection can be made at all before it goes to the spool.
 UNREACHABLE_BUDGET_S = 2.0
 
@@ -99,6 +103,8 @@ class SignalDelivery:
         self.failed = 0
         self.retries = 0
         self.last_error: str | None = None
+        #: Set when the collector answered that it does not take this signal at all.
+        self.refused: str | None = None
         self._last_drop_log = 0.0
         self._logged_statuses: set[str] = set()
         self._rejected_at_flush = 0
@@ -467,7 +473,31 @@ class SignalDelivery:
         self.last_error = attempt.summary
 
     def log_rejection(self, attempt: Attempt, count: int) -> None:
-        """Log a refusal once per status (per exporter): status and the start of the answer's body."""
+        """Log a refusal once per status (per exporter): status and the start of the answer's body.
+
+        A backend without this signal (404/405/501, gRPC ``UNIMPLEMENTED``: Phoenix answers 405 on
+        ``/v1/logs``) gets one warning that says so, naming the signal and the answer; the reason stays
+        in ``stats()`` (``last_error``, ``refused``)."""
+        if attempt.status in SIGNAL_REFUSED:
+            self.refused = f"{attempt.summary} (the collector does not accept {self.signal})"
+            self.last_error = self.refused
+            if attempt.status in self._logged_statuses:
+                return
+            self._logged_statuses.add(attempt.status)
+            path = urlsplit(self.hub.sender(self.signal).options.url).path or "/"
+            logger.warning(
+                "trodo_trace: the collector does not accept %s: it answered %s to %s; %d %s refused "
+                "(counted as rejected in stats(), as will be every later one); send %s to another "
+                "backend with %s, or leave them out of this one",
+                _SIGNAL_TEXT[self.signal],
+                attempt.summary,
+                path,
+                count,
+                "spans" if self.signal == "traces" else "log records",
+                "spans" if self.signal == "traces" else "events",
+                "traces_endpoint=..." if self.signal == "traces" else "logs_endpoint=...",
+            )
+            return
         self.last_error = attempt.summary
         if attempt.status in self._logged_statuses:
             return
@@ -516,6 +546,7 @@ class SignalDelivery:
                 "retries": self.retries,
                 "overflow_depth": len(self._overflow),
                 "last_error": self.last_error,
+                "refused": self.refused,
             }
         result["recovered"] = self.hub.recovered
         result["recovered_rejected"] = self.hub.recovered_rejected

@@ -46,6 +46,7 @@ class Pipeline:
         name: str = "trodo-export",
         size: Callable[[Any], int] | None = None,
         max_bytes: int = 0,
+        max_item_bytes: int = 0,
     ):
         self._export = export
         self._convert = convert
@@ -57,17 +58,28 @@ class Pipeline:
         self._on_idle = on_idle
         self._abandon = abandon
         self._name = name
-        #: Memory bound in bytes (with ``size``, an O(1) estimate of an item's bytes): past it, items
-        #: take the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread
-        #: side is not locked.
+        #: Memory bound in bytes (with ``size``, an estimate of an item's bytes): past it, items take
+        #: the overflow path (the spool) as past ``max_queue``. Approximate: the app-thread side is
+        #: not locked. With ``max_item_bytes`` (what ``size`` can return at most) the first items of
+        #: a short queue are not measured at all, so the application thread pays for the byte bound
+        #: only when the queue is backing up; the measured rest (their sizes kept beside the queue,
+        #: released by the worker as it takes them) is held to what remains of the bound (see
+        #: ``_byte_plan``).
         self._size = size if max_bytes > 0 else None
         self._max_bytes = max_bytes
+        self._unmeasured, self._byte_budget = _byte_plan(max_bytes, max_item_bytes)
+        if self._size is None:
+            self._unmeasured = max_queue + 1  # never measure
         self._reset()
 
     def _reset(self) -> None:
         self._queue: deque[Any] = deque()
         self._bytes_in = 0
         self._bytes_out = 0
+        #: Measured items: their bytes and their place in the stream of submitted items.
+        self._measured_bytes: deque[int] = deque()
+        self._measured_at: deque[int] = deque()
+        self._popped = 0
         self._wake = threading.Event()
         self._done = threading.Condition(threading.Lock())
         self._submitted = Counter()
@@ -98,12 +110,18 @@ class Pipeline:
     # -- application thread ------------------------------------------------------------------
     def submit(self, item: Any) -> None:
         queue = self._queue
-        size = self._size
-        over_bytes = False
-        if size is not None:
-            nbytes = size(item)
-            over_bytes = self._bytes_in - self._bytes_out + nbytes > self._max_bytes
-        if len(queue) >= self._max_queue or self._stopped or over_bytes:
+        depth = len(queue)
+        over = depth >= self._max_queue or self._stopped
+        if depth >= self._unmeasured and not over:  # a queue backing up: measure what joins it
+            nbytes = self._size(item)  # type: ignore[misc]  # set whenever items are measured
+            over = self._bytes_in - self._bytes_out + nbytes > self._byte_budget
+            if not over:
+                self._bytes_in += nbytes
+                # Where the item stands in the stream (at or after its true place when the worker
+                # pops meanwhile), so the worker releases these bytes once it has taken it.
+                self._measured_bytes.append(nbytes)
+                self._measured_at.append(depth + self._popped)
+        if over:
             self._overflowed.increment()
             if self._overflow is None or not self._overflow(item):
                 self._dropped.increment()
@@ -120,8 +138,6 @@ class Pipeline:
                         self._max_queue,
                     )
             return
-        if size is not None:
-            self._bytes_in += nbytes
         queue.append(item)
         self._submitted.increment()
         if self._thread is None and not self._inline:
@@ -183,8 +199,7 @@ class Pipeline:
                     batch.append(popleft())
             except IndexError:
                 pass
-            if self._size is not None:
-                self._bytes_out += sum(map(self._size, batch))
+            self._release(len(batch))
             self._in_flight = len(batch)
             ok = False
             lost = 0
@@ -213,6 +228,19 @@ class Pipeline:
                 self._processed += len(batch)
                 self._in_flight = 0
                 self._done.notify_all()
+
+    def _release(self, count: int) -> None:
+        """``count`` more items left the queue (worker side): release the bytes of the measured
+        ones among them."""
+        self._popped += count
+        measured_at = self._measured_at
+        if not measured_at:
+            return
+        sizes, popped, released = self._measured_bytes, self._popped, 0
+        while measured_at and measured_at[0] < popped:
+            measured_at.popleft()
+            released += sizes.popleft()
+        self._bytes_out += released
 
     def _convert_isolated(self, batch: list[Any]) -> list[Any]:
         """``convert(batch)``; if that fails, item by item, dropping only the items that fail."""
@@ -292,8 +320,7 @@ class Pipeline:
                     leftovers.append(self._queue.popleft())
             except IndexError:
                 pass
-            if self._size is not None:
-                self._bytes_out += sum(map(self._size, leftovers))
+            self._release(len(leftovers))
             self._abandoned += len(leftovers)
             self._handed_over = True
             self._in_flight = 0  # the batch being sent is handed over too (the abandon hook spools it)
@@ -318,3 +345,23 @@ class Pipeline:
             "lost": self.lost,
             "last_error": self.last_error,
         }
+
+
+def _byte_plan(max_bytes: int, max_item_bytes: int) -> tuple[int, int]:
+    """``(unmeasured items, budget in bytes for the measured ones)`` within ``max_bytes``.
+
+    Without a per-item maximum every item is measured and the budget is ``max_bytes``. With one, up
+    to three quarters of the bound go to unmeasured items at the head of the queue (at most
+    ``max_item_bytes`` each: a few batches at the default bound, so a queue that keeps up is never
+    measured) and the measured rest gets what is left.
+
+    Example:
+        >>> _byte_plan(1024, 0)
+        (0, 1024)
+        >>> _byte_plan(64 * 1024 * 1024, 66_000)
+        (762, 16816864)
+    """
+    if max_bytes <= 0 or max_item_bytes <= 0:
+        return 0, max_bytes
+    free = 3 * max_bytes // (4 * max_item_bytes)
+    return free, max_bytes - free * max_item_bytes

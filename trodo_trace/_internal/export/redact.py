@@ -73,6 +73,10 @@ _NAMED_ANCHORS = (
     "cookie",
     "credential",
 )
+#: Where a secret's name may occur (one scan of the text instead of one per anchor).
+_ANCHOR = re.compile("|".join(_NAMED_ANCHORS))
+#: Substrings one of which any anchor contains (``in`` checks: cheaper than the regex on plain text).
+_PREFILTER = ("key", "token", "secret", "pass", "pwd", "authoriz", "cookie", "credential")
 #: A key (attribute or property name) that names a secret: its whole value is redacted.
 _SECRET_KEY = re.compile(r"(?i)(?:^|[._\-])(?:[a-z0-9]+[_\-])*(?:" + _SECRET_NAMES + r")$")
 
@@ -84,17 +88,24 @@ def is_secret_key(key: str) -> bool:
         >>> [is_secret_key(k) for k in ("user_password", "Authorization", "max_tokens", "input.value")]
         [True, True, False, False]
     """
-    known = _SECRET_KEYS_SEEN.get(key)
-    if known is None:
-        known = _SECRET_KEY.search(key) is not None
-        if len(_SECRET_KEYS_SEEN) >= 4096:
+    found = _SECRET_KEY_CACHE.get(key)
+    if found is None:
+        found = type(key) is str and _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEY_CACHE) >= _SECRET_KEY_CACHE_SIZE:
+            _SECRET_KEY_CACHE.clear()
             _SECRET_KEYS_SEEN.clear()
-        _SECRET_KEYS_SEEN[key] = known
-    return known
+        _SECRET_KEY_CACHE[key] = found
+        if found:
+            _SECRET_KEYS_SEEN.add(key)
+    return found
 
 
-#: Attribute names repeat from span to span: each is matched against the pattern once.
-_SECRET_KEYS_SEEN: dict[str, bool] = {}
+#: Answers of :func:`is_secret_key` by key: attribute names repeat from span to span, and the regex
+#: search costs more than the rest of a span's scrubbing. Bounded (cleared when full).
+_SECRET_KEY_CACHE: dict[Any, bool] = {}
+#: The keys of the cache that name a secret (a span's attributes are intersected with it).
+_SECRET_KEYS_SEEN: set[Any] = set()
+_SECRET_KEY_CACHE_SIZE = 4096
 
 
 def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
@@ -126,9 +137,8 @@ def _replace_shaped(match: re.Match[str]) -> str:
 def _redact_named(text: str, lowered: str) -> str:
     """Replace the values of secret-named assignments, trying the regex only where a name occurs."""
     spans: list[tuple[int, int, str]] = []
-    hits = sorted(index for anchor in _NAMED_ANCHORS for index in _find_all(lowered, anchor))
     done = 0
-    for hit in hits:
+    for hit in [m.start() for m in _ANCHOR.finditer(lowered)]:
         if hit < done:
             continue
         start = hit
@@ -158,15 +168,6 @@ def _redact_named(text: str, lowered: str) -> str:
     return "".join(parts)
 
 
-def _find_all(text: str, needle: str) -> list[int]:
-    found = []
-    index = text.find(needle)
-    while index >= 0:
-        found.append(index)
-        index = text.find(needle, index + len(needle))
-    return found
-
-
 def redact_secrets(text: str) -> str:
     """Replace API keys, bearer tokens and passwords in ``text`` with ``[REDACTED]``.
 
@@ -179,7 +180,7 @@ def redact_secrets(text: str) -> str:
             text = _SHAPED.sub(_replace_shaped, text)
             break
     lowered = text.lower()
-    for anchor in _NAMED_ANCHORS:
+    for anchor in _PREFILTER:
         if anchor in lowered:
             return _redact_named(text, lowered)
     return text
@@ -270,11 +271,13 @@ class Scrubber:
                 if isinstance(value, str):
                     attributes[key] = redact(value)
         if self.capture_content and self.redact is not None:
-            known = _SECRET_KEYS_SEEN.get  # False for a name seen before that is no secret
-            for key in [
-                k for k in attributes if known(k) is not False and type(k) is str and is_secret_key(k)
-            ]:
-                attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
+            keys = attributes.keys()
+            if not keys <= _SECRET_KEY_CACHE.keys():  # names not seen before: classify them once
+                for key in keys - _SECRET_KEY_CACHE.keys():
+                    is_secret_key(key)
+            if _SECRET_KEYS_SEEN:
+                for key in keys & _SECRET_KEYS_SEEN:
+                    attributes[key] = REDACTED  # span.set_attribute("db.password", ...): the whole value
         message = span.status_message
         if message:
             new = self._status(message)
@@ -341,33 +344,46 @@ def _is_doc_content(key: str) -> bool:
 
 
 _EXCEPTION_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+#: One line of a formatted traceback: exception groups prefix theirs with ``|`` columns.
+_STACK_LINE = re.compile(r"(?P<prefix>(?:\s*\|)*)(?P<indent>\s*)(?P<rest>.*)")
+_GROUP_RULE = re.compile(r"[+\-]+(?: \d+ [+\-]+| \.\.\. .*)?")
 _CHAIN_LINES = (
     "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
 )
 
 
 def strip_exception_messages(stack: str) -> str:
-    """A Python traceback with the frames kept and every exception line cut to its type.
+    """A Python traceback with each frame's file, line and function kept, and its source lines and every
+    exception's message cut (exception lines keep the type; exception groups' frames are kept too).
 
     Example:
         >>> strip_exception_messages('Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n'
-        ...                          '    g()\\nValueError: user 42 said hi\\n')
-        'Traceback (most recent call last):\\n  File "a.py", line 1, in f\\n    g()\\nValueError\\n'
+        ...                          '    g("secret")\\nValueError: user 42 said hi\\n')
+        'Traceback (most recent call last):\\n  File "a.py", line 1, in f\\nValueError\\n'
     """
     out = []
     in_message = False
     for line in stack.splitlines():
-        if line in _CHAIN_LINES or line == "":
+        match = _STACK_LINE.match(line)
+        if match is None:  # pragma: no cover - the pattern matches any line
+            continue
+        prefix, indent, rest = match.group("prefix"), match.group("indent"), match.group("rest")
+        if rest == "":
+            out.append(line)  # a message's own blank lines do not end it
+        elif rest.lstrip("+ ") in _CHAIN_LINES or _GROUP_RULE.fullmatch(rest):
             out.append(line)
             in_message = False
-        elif line.startswith(" "):
+        elif rest.startswith('File "'):
             if not in_message:
                 out.append(line)
+        elif len(indent) >= 2:
+            continue  # a frame's source text, or its ^^^ markers
         else:
-            kind = line.split(":", 1)[0]
+            kind = rest.split(":", 1)[0]
             if not in_message and _EXCEPTION_TYPE.fullmatch(kind):
-                out.append(kind)
+                out.append(prefix + indent + kind)
             in_message = True
     return "\n".join(out) + ("\n" if stack.endswith("\n") else "")

@@ -228,6 +228,30 @@ class Claim:
             self._fd = None
 
 
+def list_files(directory: Path) -> list[SpoolFile]:
+    """What :meth:`Spool.files` would send from ``directory``, read only (for ``trodo-trace status``)."""
+    return list(_list(directory, expire=False))
+
+
+def read_file(entry: SpoolFile) -> bytes | None:
+    """The content of a spool file, never through a link; ``None`` if it cannot be read."""
+    try:
+        fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _open_claim(entry: SpoolFile) -> Claim | None:
     try:
         fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW)
@@ -269,7 +293,9 @@ def _open_claim(entry: SpoolFile) -> Claim | None:
 _UID = os.getuid() if hasattr(os, "getuid") else None
 
 
-def _list(directory: Path) -> Iterator[SpoolFile]:
+def _list(directory: Path, expire: bool = True) -> Iterator[SpoolFile]:
+    """The spool files of ``directory``: regular files of this user with a spool name and a signal
+    this SDK writes (with ``expire``, files of another signal older than an hour are removed)."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -287,7 +313,7 @@ def _list(directory: Path) -> Iterator[SpoolFile]:
         if parsed is None:
             continue
         if parsed.signal not in KNOWN_SIGNALS:
-            if time.time() - info.st_mtime > _UNKNOWN_EXPIRY_S:
+            if expire and time.time() - info.st_mtime > _UNKNOWN_EXPIRY_S:
                 try:
                     os.unlink(entry.path)
                 except OSError:

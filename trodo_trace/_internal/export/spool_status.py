@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
 
-from .spool import DESTINATION_FILE, SUFFIX, SpoolFile, parse_name
+from .spool import DESTINATION_FILE, SpoolFile, list_files, read_file
 
 _NOUNS = {"traces": "spans", "logs": "log records"}
 
@@ -38,12 +39,16 @@ def _human_age(seconds: float) -> str:
 
 
 def _files(directory: Path) -> list[SpoolFile]:
+    """The batches the SDK would send from ``directory``, each with its item count read from its content
+    (a file name can say anything); files that are not requests this SDK wrote are left out."""
+    from .otlp_transport import count_items
+
     found = []
-    for entry in os.scandir(directory):
-        if entry.name.endswith(SUFFIX):
-            parsed = parse_name(Path(entry.path), entry.stat().st_size)
-            if parsed is not None:
-                found.append(parsed)
+    for entry in list_files(directory):
+        body = read_file(entry)
+        count = count_items(entry.signal, body) if body is not None else None
+        if count is not None:
+            found.append(dataclasses.replace(entry, count=count))
     return found
 
 
@@ -62,7 +67,9 @@ def main(store_path: Path) -> int:
     else:
         print(f"local store: {store_path} (not created yet)")
     root = spool_root(store_path)
-    destinations = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    destinations = (
+        sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
+    )
     rows = []
     now_ns = time.time_ns()
     for directory in destinations:
@@ -70,7 +77,10 @@ def main(store_path: Path) -> int:
         if not files:
             continue
         marker = directory / DESTINATION_FILE
-        destination = marker.read_text(encoding="utf-8").strip() if marker.exists() else directory.name
+        destination = directory.name
+        if marker.is_file() and not marker.is_symlink():
+            text = marker.read_text(encoding="utf-8", errors="replace").strip()[:500]
+            destination = "".join(ch for ch in text if ch.isprintable()) or destination
         by_signal: dict[str, int] = {}
         for entry in files:
             by_signal[entry.signal] = by_signal.get(entry.signal, 0) + entry.count
