@@ -255,3 +255,25 @@ def test_trodo_ui_starts_once_in_a_thread_and_returns_its_url(store):
         for running in ui_module._servers.values():
             running.stop()
         ui_module._servers.clear()
+
+
+def test_trodo_ui_in_a_notebook_displays_a_link(store):
+    """In an IPython shell (as in Jupyter), trodo.ui() also displays the URL as an escaped link."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    ui_module = importlib.import_module("trodo_trace.ui")
+    shell = InteractiveShell.instance()
+    try:
+        with capture_output() as shown:
+            address = trodo.ui(port=0, store=store)
+        (output,) = shown.outputs
+        assert output.data["text/html"] == (
+            f'<a href="{address}" target="_blank" rel="noopener">trodo dashboard: {address}</a>'
+        )
+    finally:
+        for running in ui_module._servers.values():
+            running.stop()
+        ui_module._servers.clear()
+        InteractiveShell.clear_instance()
+        del shell
