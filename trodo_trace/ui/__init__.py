@@ -63,21 +63,20 @@ def ui(port: int = 6007, *, store: str | os.PathLike[str] | None = None, host: s
 
 def _show_link(url: str) -> None:
     """In IPython/Jupyter, display the URL as a link (nothing elsewhere)."""
-    import sys
+    from .._internal.runtime import in_ipython
 
-    if "IPython" not in sys.modules:
+    if not in_ipython():
         return
     try:
-        from IPython import get_ipython
-        from IPython.display import HTML, display
-
-        if get_ipython() is None:
-            return
         import html
+        import importlib
 
+        # Any-typed: IPython's type information differs between its releases
+        shown: Any = importlib.import_module("IPython.display")
         safe = html.escape(url, quote=True)
-        link = HTML(f'<a href="{safe}" target="_blank" rel="noopener">trodo dashboard: {safe}</a>')  # type: ignore[no-untyped-call]
-        display(link)  # type: ignore[no-untyped-call]
+        shown.display(
+            shown.HTML(f'<a href="{safe}" target="_blank" rel="noopener">trodo dashboard: {safe}</a>')
+        )
     except Exception:  # display is a convenience; the URL is returned anyway
         return
 
