@@ -54,8 +54,8 @@ def generate(path: Path, runs: int, spans: int, seed: int = 7) -> None:
 
     def flush() -> None:
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * 21)})", run_rows)
-        conn.executemany(f"INSERT INTO spans VALUES ({', '.join('?' * 14)})", span_rows)
+        conn.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * 22)})", run_rows)
+        conn.executemany(f"INSERT INTO spans VALUES ({', '.join('?' * 15)})", span_rows)
         conn.executemany(
             "INSERT INTO events (dedup_key, ts_ns, name, distinct_id, category, run_id, trace_id, span_id,"
             " properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -99,12 +99,12 @@ def generate(path: Path, runs: int, spans: int, seed: int = 7) -> None:
             s0 = start + n * 1000
             span_rows.append(
                 (trace_id, span_id, None if n == 0 else root, run_id, agent if n == 0 else f"step-{n}", kind,
-                 s0, s0 + int(duration) // (1 if n == 0 else 4), "ok", None, None, json.dumps(attributes), "[]", "{}")
+                 s0, s0 + int(duration) // (1 if n == 0 else 4), "ok", None, None, json.dumps(attributes), "[]", "{}", None)
             )  # fmt: skip
         run_rows.append(
             (run_id, trace_id, root, agent, "run", user, conversation, None, status,
              "ValueError: bad" if status == "error" else None, start, start + int(duration), duration / 1e6,
-             tokens_in, tokens_out, cost, count, count // 3, int(status == "error"), None, "bench")
+             tokens_in, tokens_out, cost, count, count // 3, int(status == "error"), None, "bench", None)
         )  # fmt: skip
         if index % 2 == 0:
             event_rows.append(
