@@ -75,10 +75,13 @@ __all__ = [
     "install_asyncio_handler",
     "instrument_anthropic",
     "instrument_bedrock",
+    "instrument_cohere",
     "instrument_gemini",
     "instrument_httpx",
     "instrument_langchain",
+    "instrument_litellm",
     "instrument_llamaindex",
+    "instrument_mistral",
     "instrument_openai",
     "instrument_requests",
     "join_run",
@@ -97,4 +100,3 @@ __all__ = [
     "with_span",
     "wrap_agent",
 ]
-__all__ += ["instrument_cohere", "instrument_litellm", "instrument_mistral"]
