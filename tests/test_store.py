@@ -516,3 +516,27 @@ def test_events_write_dedup_and_filters(store):
     assert events[1]["run_id"] == RUN_A
     assert [e["dedup_key"] for e in store.list_events(user="u1")] == ["k2", "k1"]
     assert [e["dedup_key"] for e in store.list_events(name="signup", limit=1)] == ["k3"]
+
+
+def test_attribute_text_matches_the_json_module(tmp_path):
+    """The stored attribute text is exactly what ``json.dumps`` writes (non-ASCII, NaN and
+    infinities, sequences, escapes), and a batch that must fall back for one value keeps the rest."""
+    import json
+
+    attrs = {
+        "text": 'héllo "quoted"\n\u2028',
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "big": 2**62,
+        "flag": True,
+        "seq": ("a", "b"),
+        "floats": (0.1, -1e300),
+    }
+    context = SpanContext(0xB1, 0x1, False, TraceFlags(1))
+    span = ReadableSpan(name="s", context=context, attributes=attrs, status=Status(StatusCode.UNSET))
+    with LocalStore(tmp_path / "t.db") as store:
+        store.export_spans([span])
+        text = store._query("SELECT attributes, status FROM spans")[0]
+    expected = json.dumps(attrs, ensure_ascii=False, separators=(",", ":"))
+    assert text["attributes"] == expected
+    assert text["status"] == "unset"
