@@ -3,11 +3,14 @@ to files, run as real subprocesses against real store files."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from otlp_receiver import Behaviour, OtlpReceiver
@@ -153,3 +156,90 @@ def test_export_otlp_json_has_hex_ids_and_every_span(demo_store):
     ]
     got = {s["spanId"]: (s["traceId"], s.get("parentSpanId") or None, s["name"]) for s in spans}
     assert got == {k: v[:3] for k, v in stored_spans(demo_store).items()}
+
+
+class HoldingReceiver(OtlpReceiver):
+    """A loopback receiver that answers the first ``answered`` trace requests and then holds every
+    later one (without answering) until :meth:`release`: the push it serves is stuck mid-way."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__("http")
+        self.answered = answered
+        self.traces_asked = 0
+        self.holding = True
+        self.held = threading.Event()
+        self._release = threading.Event()
+        self._count_lock = threading.Lock()
+
+    def _next(self, path: str = "") -> Behaviour:
+        behaviour = super()._next(path)
+        with self._count_lock:
+            if path.endswith("traces"):
+                self.traces_asked += 1
+            hold = self.holding and self.traces_asked > self.answered
+        if hold:
+            self.held.set()
+            self._release.wait(120)
+        return behaviour
+
+    def release(self) -> None:
+        """Stop holding: held requests are taken now (as a collector that got them before the sender
+        died would), later ones at once."""
+        self.holding = False
+        self._release.set()
+
+
+@pytest.mark.serial
+def test_killed_push_resumes_and_resends_at_most_the_batch_in_flight(tmp_path):
+    """SIGKILL a push while the collector holds its third request: the next push delivers every
+    span (whole trees: names, parents, run ids) and every event, and re-sends nothing the first push
+    had confirmed; the only spans that arrive twice are those of the one request in flight."""
+    store = tmp_path / "big.db"
+    _big_store(store, 640)  # 2,560 spans: five requests of 512 (128 runs of 4 spans each)
+    expected = stored_spans(store)
+    assert len(expected) == 2560
+    with HoldingReceiver(answered=2) as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRODO_", "OTEL_"))}
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        command = [sys.executable, "-m", "trodo_trace.cli", "--store", str(store)]
+        pusher = subprocess.Popen(
+            [*command, "push", "--endpoint", receiver.url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert receiver.held.wait(120), "the push never reached its third request"
+            pusher.send_signal(signal.SIGKILL)
+            assert pusher.wait(30) == -signal.SIGKILL
+        finally:
+            if pusher.poll() is None:
+                pusher.kill()
+                pusher.wait(30)
+        with LocalStore(store) as local:
+            confirmed = local._query("SELECT COUNT(*) AS n FROM push_log WHERE item LIKE 'run:%'")[0]["n"]
+        assert confirmed == 256  # the two answered requests, recorded before the third was sent
+        first = {s.span_id for s in receiver.spans()}
+        assert len(first) == 1024
+        receiver.release()  # the held request is taken after all: its spans arrive, unconfirmed
+        assert receiver.wait_for_spans(1536, timeout=30)
+        in_flight = [s.span_id for s in receiver.spans()][1024:]
+        assert len(in_flight) == 512 and not set(in_flight) & first
+
+        result = subprocess.run(
+            [*command, "push", "--endpoint", receiver.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"Pushed 384 runs (1536 spans) and 640 events to {receiver.url}")
+        assert "256 runs and 0 events were already there" in result.stdout
+        arrived = receiver.spans()
+        counts = collections.Counter(s.span_id for s in arrived)
+        assert {span_id for span_id, n in counts.items() if n > 1} == set(in_flight)  # the bound
+        assert max(counts.values()) == 2 and len(arrived) == 2560 + 512
+        trees = {s.span_id: (s.trace_id, s.parent_id, s.name, s.run_id) for s in arrived}
+        assert trees == expected  # every span with its trace, parent, name and run
+        assert sorted(r["body"]["n"] for r in receiver.logs()) == list(range(640))
