@@ -6,8 +6,12 @@ tool and a retrieval, with small inputs and outputs) are built in memory first, 
 store file; reported: spans per second of writing (wall clock and per CPU-second of the process, best of
 ``--repeat``), the file size and the machine's load (a shared machine slows the first figure).
 
-Run: ``.venv/bin/python bench/store_write.py [--spans 200000] [--batch 512] [--repeat 3]``
-(``make bench-store``).
+With ``--source trodo`` the spans are trodo's own, recorded through the public API (the same 4-span
+runs: an agent, an LLM call, a tool, a retrieval), and each batch takes the runtime's real path to
+the store: ``Runtime.convert_spans`` (scrubbing, then the spans as they are) and the exporter.
+
+Run: ``.venv/bin/python bench/store_write.py [--spans 200000] [--batch 512] [--repeat 3]
+[--source sdk|trodo]`` (``make bench-store``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -110,15 +115,54 @@ def make_spans(count: int) -> list[ReadableSpan]:
     return spans[:count]
 
 
-def measure(spans: list[ReadableSpan], batch: int) -> tuple[float, float, int]:
+def make_trodo_spans(count: int) -> tuple[list[Any], Any]:
+    """``count`` finished spans of trodo's own (4-span runs), and the runtime that recorded them."""
+    import trodo_trace as trodo
+    from trodo_trace._internal import runtime as runtime_mod
+
+    trodo.init(store_path=os.path.join(tempfile.mkdtemp(), "unused.db"), service_name="bench")
+    runtime = runtime_mod.get()
+    ended: list[Any] = []
+    runtime.listeners.append(ended.append)
+    runtime.pipeline.submit = lambda span: None  # kept here, written by measure()
+
+    @trodo.llm(model="gpt-4o-mini", provider="openai")
+    def chat(prompt: str) -> dict[str, Any]:
+        return {"text": "hello there", "usage": {"prompt_tokens": 120, "completion_tokens": 40}}
+
+    @trodo.tool
+    def lookup(query: str) -> str:
+        return "found"
+
+    @trodo.retrieval
+    def search(query: str) -> list[str]:
+        return ["a", "b", "c"]
+
+    run = 0
+    while len(ended) < count:
+        run += 1
+
+        @trodo.agent("triage", distinct_id=f"user-{run % 50}", conversation_id=f"conv-{run % 200}")
+        def triage(question: str) -> str:
+            chat(question)
+            lookup(question)
+            search(question)
+            return "done"
+
+        triage("hi")
+    return ended[:count], runtime
+
+
+def measure(spans: list[Any], batch: int, runtime: Any = None) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trodo.db"
-        exporter = LocalStoreExporter(path)
+        exporter = LocalStoreExporter(path, resource=runtime.resource if runtime is not None else None)
+        convert = runtime.convert_spans if runtime is not None else list
         exporter.store.open()
         began = time.perf_counter()
         cpu_began = time.process_time()
         for index in range(0, len(spans), batch):
-            result = exporter.export(spans[index : index + batch])
+            result = exporter.export(convert(spans[index : index + batch]))
             if getattr(result, "name", None) != "SUCCESS":
                 raise SystemExit(f"export failed: {result}")
         elapsed = time.perf_counter() - began
@@ -133,15 +177,20 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--source", choices=("sdk", "trodo"), default="sdk")
     args = parser.parse_args()
-    spans = make_spans(args.spans)
+    runtime = None
+    if args.source == "trodo":
+        spans, runtime = make_trodo_spans(args.spans)
+    else:
+        spans = list(make_spans(args.spans))
     best = best_cpu = 0.0
     size = 0
     for _ in range(args.repeat):
-        rate, cpu_rate, size = measure(spans, args.batch)
+        rate, cpu_rate, size = measure(spans, args.batch, runtime)
         best, best_cpu = max(best, rate), max(best_cpu, cpu_rate)
     print(
-        f"local store: {args.spans:,} spans in batches of {args.batch}: {best:,.0f} spans/s "
+        f"local store ({args.source} spans): {args.spans:,} spans in batches of {args.batch}: {best:,.0f} spans/s "
         f"(best of {args.repeat}; {best_cpu:,.0f} per CPU-second of this process), file {size / 2**20:.1f} MiB;"
         f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )

@@ -17,14 +17,14 @@ RANKS = {
     "config": 0,
     "version": 0,
     "export": 1,
-    "store": 1,
+    "store": 2,  # stores trodo's own spans with export's attribute validation
     "lifecycle": 1,
-    "runtime": 2,
-    "display": 3,
-    "propagation": 3,
-    "api": 4,
-    "events": 5,
-    "transfer": 6,
+    "runtime": 3,
+    "display": 4,
+    "propagation": 4,
+    "api": 5,
+    "events": 6,
+    "transfer": 7,
 }
 TOP = 9  # outside _internal (callbacks, integrations, ui, cli, testing) and the CLI's demo
 

@@ -540,3 +540,35 @@ def test_attribute_text_matches_the_json_module(tmp_path):
     expected = json.dumps(attrs, ensure_ascii=False, separators=(",", ":"))
     assert text["attributes"] == expected
     assert text["status"] == "unset"
+
+
+def test_our_spans_are_stored_exactly_as_their_sdk_spans_would_be():
+    """The store takes our finished spans without building SDK spans: every row (spans, runs) is
+    the one the ``ReadableSpan`` path writes, for spans of every shape (bad values, surrogates,
+    events, links, errors, non-ASCII names, a run with rollups, a remote parent)."""
+    from test_otlp_encode import _make_spans
+
+    import trodo_trace as trodo
+    from trodo_trace._internal import runtime as runtime_mod
+    from trodo_trace._internal.export.convert import to_readable
+    from trodo_trace._internal.export.resource import SCOPE
+    from trodo_trace._internal.store import writer
+
+    trodo.init(redact_secrets=False, service_name="store-rows")
+    runtime = runtime_mod.get()
+    assert runtime.store_takes_spans
+    ended: list = []
+    runtime.listeners.append(ended.append)
+    runtime.pipeline.submit = lambda span: None  # keep the spans here
+    _make_spans()
+    assert len(ended) == 9
+    direct = writer.prepare(ended, runtime.resource)
+    via_sdk = writer.prepare([to_readable(span, runtime.resource, SCOPE) for span in ended])
+    assert direct.spans == via_sdk.spans
+    assert direct.runs == via_sdk.runs and len(direct.runs) >= 1
+    assert direct.fallback_runs == via_sdk.fallback_runs
+    assert direct.joined_runs == via_sdk.joined_runs
+    by_name = {row[4]: row for row in direct.spans}
+    assert by_name["ünïcode tool"][8:11] == ("error", "ValueError: no such thing: ü", "ValueError")
+    assert '"surrogate":"bad \ufffd text"' in by_name["search"][11]
+    assert {row[-2] for row in direct.spans} == {writer._resource_json(runtime.resource)}

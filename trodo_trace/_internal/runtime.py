@@ -82,6 +82,8 @@ class Runtime:
         self.started_counter = Counter()
         self.store_path = _store_path(config)
         self.store_spill: StoreSpill | None = None  # set by _build_exporter for the local store
+        #: The local store takes our finished spans as they are (no ``ReadableSpan`` built for it).
+        self.store_takes_spans = False
         self.exporter_description, export, on_shutdown = _build_exporter(self)
         # An exporter that also offers the pipeline hooks (the OTLP delivery: overflow to its spool,
         # idle-time spool sending, shutdown leftovers) is wired to them and reports its own counts.
@@ -123,20 +125,22 @@ class Runtime:
 
     def convert_spans(self, batch: list[Any]) -> list[Any]:
         """Finished spans ready to export (export thread): ours are scrubbed and converted (to OTLP
-        bytes for the OTLP export, else to ``ReadableSpan``), and handed to the app's TracerProvider
-        in dual export; spans from that provider pass as they are."""
+        bytes for the OTLP export, else to ``ReadableSpan``; the local store takes them as they are),
+        and handed to the app's TracerProvider in dual export; spans from that provider pass as they
+        are."""
         resource, scrubber = self.resource, self.scrubber
         scrub = scrubber.span if scrubber.active else None
         write = self._span_writer.span if self._span_writer is not None else None
         forward = self.forward_spans is not None
+        store_takes = self.store_takes_spans
         out = []
         ours = []
         for item in batch:
             if isinstance(item, spans_mod.TrodoSpan):
                 if scrub is not None:
                     scrub(item)
-                if write is not None:
-                    out.append(write(item))
+                if write is not None or store_takes:
+                    out.append(write(item) if write is not None else item)
                     if forward:
                         ours.append(self._to_readable(item, resource, self._scope))
                     continue
@@ -358,8 +362,12 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
 
     store = LocalStore(runtime.store_path)
     exporter = LocalStoreExporter(
-        store, max_bytes=config.store_max_bytes, max_age_days=config.store_max_age_days
+        store,
+        max_bytes=config.store_max_bytes,
+        max_age_days=config.store_max_age_days,
+        resource=runtime.resource,
     )
+    runtime.store_takes_spans = True
     if config.spool_max_bytes > 0:
         # Spans the writer cannot take yet wait in a spool of this store's own (never sent anywhere).
         root = (
@@ -373,7 +381,11 @@ def _build_exporter(runtime: Runtime) -> tuple[str, Callable[..., Any], Callable
             f"local store {runtime.store_path}",
         )
         runtime.store_spill = StoreSpill(
-            store, spool, runtime.convert_spans, batch_size=config.max_export_batch_size
+            store,
+            spool,
+            runtime.convert_spans,
+            batch_size=config.max_export_batch_size,
+            resource=runtime.resource,
         )
     return f"local store {runtime.store_path}", exporter.export, exporter.shutdown
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..config import default_store_path
@@ -203,9 +202,10 @@ class LocalStore(Queries):
 
     # -- writes ---------------------------------------------------------------------------
 
-    def export_spans(self, spans: Sequence[ReadableSpan]) -> None:
-        """Write finished spans (and the runs their roots summarise) in one transaction."""
-        self.write_batch(writer.prepare(spans))
+    def export_spans(self, spans: Sequence[Any], resource: Any = None) -> None:
+        """Write finished spans (and the runs their roots summarise) in one transaction: SDK spans,
+        or our own spans as they are (``resource``: the process's resource)."""
+        self.write_batch(writer.prepare(spans, resource))
 
     def write_batch(self, batch: writer.Batch) -> None:
         """Write prepared rows (:func:`.writer.prepare`) in one transaction."""
@@ -295,12 +295,15 @@ class LocalStoreExporter(SpanExporter):
         max_bytes: int = 0,
         max_age_days: float | None = None,
         retention_interval_s: float = 30.0,
+        resource: Any = None,
     ) -> None:
         if store is None:
             store = LocalStore(default_store_path())
         elif not isinstance(store, LocalStore):
             store = LocalStore(store)
         self.store = store
+        #: The resource of our own spans, which the pipeline hands over unconverted.
+        self.resource = resource
         self.max_bytes = max_bytes
         self.max_age_days = max_age_days
         self.retention_interval_s = retention_interval_s
@@ -309,15 +312,16 @@ class LocalStoreExporter(SpanExporter):
         self._failure_logged = False
         self._shut_down = False
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult | int:  # type: ignore[override]
-        """Write ``spans``; a span whose data cannot be stored is dropped alone: then the number
+    def export(self, spans: Sequence[Any]) -> SpanExportResult | int:  # type: ignore[override]
+        """Write ``spans`` (SDK spans, or ours as they are); a span whose data cannot be stored is dropped alone: then the number
         of spans lost is returned (the pipeline counts them as failed, the rest as exported)."""
         if self._shut_down:
             return SpanExportResult.FAILURE
+        resource = self.resource
         try:
-            self.store.export_spans(spans)
+            self.store.export_spans(spans, resource)
         except DATA_ERRORS:
-            return each_alone(self.store.export_spans, spans, "spans")
+            return each_alone(lambda one: self.store.export_spans(one, resource), spans, "spans")
         except Exception as exc:
             self._log_failure(exc)
             return SpanExportResult.FAILURE

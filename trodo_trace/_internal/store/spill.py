@@ -41,8 +41,10 @@ class StoreSpill:
         batch_size: int = 512,
         max_buffer: int = 65536,
         replay_budget_s: float = 0.25,
+        resource: Any = None,
     ) -> None:
         self.store = store
+        self.resource = resource  # of our own spans, which ``convert`` leaves as they are
         self.spool = spool
         self._convert = convert
         self._batch_size = batch_size
@@ -127,12 +129,12 @@ class StoreSpill:
 
     def _put(self, items: list[Any]) -> None:
         try:
-            batch = prepare(self._convert(items))
+            batch = prepare(self._convert(items), self.resource)
         except Exception:
             batch = Batch()
             for item in items:
                 try:
-                    one = prepare(self._convert([item]))
+                    one = prepare(self._convert([item]), self.resource)
                 except Exception:
                     self.dropped += 1
                     continue

@@ -15,7 +15,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from ..core.values import dumps, to_plain
+from ..core.spans import TrodoSpan
+from ..core.values import dumps, encodable, to_plain
+from ..export.convert import clean_attributes
 
 SPAN_COLUMNS = tuple(
     "trace_id span_id parent_span_id run_id name kind start_ns end_ns status status_message"
@@ -93,16 +95,6 @@ def _str_or_none(value: Any) -> str | None:
     return value if type(value) is str else str(value)
 
 
-def _status_name(span: ReadableSpan) -> tuple[str, str | None]:
-    status = span.status
-    code = status.status_code
-    if code is StatusCode.OK:
-        return "ok", status.description
-    if code is StatusCode.ERROR:
-        return "error", status.description
-    return "unset", status.description
-
-
 _resource_cache: dict[int, tuple[Any, str]] = {}
 
 
@@ -120,8 +112,8 @@ def _resource_json(resource: Any) -> str:
     return text
 
 
-def _events_json(span: ReadableSpan) -> tuple[str, list[dict[str, Any]]]:
-    events = [
+def _events(span: ReadableSpan) -> list[dict[str, Any]]:
+    return [
         {
             "name": event.name,
             "timestamp": event.timestamp,
@@ -129,7 +121,6 @@ def _events_json(span: ReadableSpan) -> tuple[str, list[dict[str, Any]]]:
         }
         for event in span.events
     ]
-    return dumps(events), events
 
 
 _OK, _ERROR = StatusCode.OK, StatusCode.ERROR
@@ -142,48 +133,103 @@ def _exception_type(events: list[dict[str, Any]]) -> Any:
     return None
 
 
-def span_row(span: ReadableSpan, attrs: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
-    """The ``spans`` row of ``span`` (``attrs``: its attributes, when the caller has them already).
-
-    Every span of a batch passes here, so each attribute is looked up once and the common types
-    take no function call."""
-    if attrs is None:
-        attrs = span.attributes or {}
+def _row(
+    trace_id: int,
+    span_id: int,
+    parent_id: int | None,
+    name: str,
+    start: int | None,
+    end: int | None,
+    code: StatusCode,
+    message: str | None,
+    attrs: dict[str, Any],
+    events: list[dict[str, Any]] | None,
+    resource_text: str,
+) -> tuple[Any, ...]:
+    """The ``spans`` row; every span of a batch passes here, so each attribute is looked up once
+    and the common types take no function call."""
     get = attrs.get
-    status = span.status
-    code = status.status_code
     status_name = "ok" if code is _OK else "error" if code is _ERROR else "unset"
-    if span.events:
-        events_text, events = _events_json(span)
-    else:
-        events_text, events = "[]", []
     error_type = get("error.type")
-    if error_type is None and status_name == "error":
+    if error_type is None and status_name == "error" and events:
         error_type = _exception_type(events)
     try:
-        attributes_text = _encode_attributes(attrs if type(attrs) is dict else dict(attrs))
+        attributes_text = _encode_attributes(attrs)
     except (TypeError, ValueError):
-        attributes_text = dumps(to_plain(dict(attrs), leaves=False))
+        attributes_text = dumps(to_plain(attrs, leaves=False))
     run_id = get("trodo.run.id")
     kind = get("trodo.span.kind")
-    context = span.context
-    parent = span.parent
     return (
-        f"{context.trace_id:032x}",
-        f"{context.span_id:016x}",
-        f"{parent.span_id:016x}" if parent is not None else None,
+        f"{trace_id:032x}",
+        f"{span_id:016x}",
+        f"{parent_id:016x}" if parent_id is not None else None,
         run_id if run_id is None or type(run_id) is str else str(run_id),
-        span.name,
+        name,
         kind if kind is None or type(kind) is str else str(kind),
-        span.start_time,
-        span.end_time,
+        start,
+        end,
         status_name,
-        status.description,
+        message,
         error_type if error_type is None or type(error_type) is str else str(error_type),
         attributes_text,
-        events_text,
-        _resource_json(span.resource),
+        dumps(events) if events else "[]",
+        resource_text,
         1 if get(JOINED) is True else None,
+    )
+
+
+def span_row(span: ReadableSpan, attrs: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """The ``spans`` row of an SDK span (``attrs``: its attributes as a dict, when the caller has them)."""
+    if attrs is None:
+        attrs = dict(span.attributes or {})
+    status = span.status
+    context = span.context
+    parent = span.parent
+    return _row(
+        context.trace_id,
+        context.span_id,
+        parent.span_id if parent is not None else None,
+        span.name,
+        span.start_time,
+        span.end_time,
+        status.status_code,
+        status.description,
+        attrs,
+        _events(span) if span.events else None,
+        _resource_json(span.resource),
+    )
+
+
+def light_span_row(span: TrodoSpan, resource_text: str) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """The valid attributes and the ``spans`` row of one of our own finished spans, the row equal to
+    that of its SDK span (:func:`..export.convert.to_readable`), without building the SDK span."""
+    attrs = clean_attributes(span.attributes)
+    events = None
+    if span.events:
+        events = [
+            {
+                "name": name if type(name) is str and name.isascii() else encodable(str(name)),
+                "timestamp": timestamp,
+                "attributes": to_plain(clean_attributes(attributes), leaves=False),
+            }
+            for name, timestamp, attributes in span.events
+        ]
+    code = span.status_code
+    message = span.status_message
+    message = (message and encodable(message)) if code is _ERROR else None
+    name = span.name
+    return attrs, _row(
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id,
+        name if type(name) is str and name.isascii() else encodable(str(name)),
+        span.start_ns,
+        span.end_ns,
+        code,
+        message,
+        attrs,
+        events,
+        resource_text,
     )
 
 
@@ -198,37 +244,30 @@ def _float(value: Any) -> float | None:
     return float(value) if kind is int else number(value, float)
 
 
-def run_row(
-    span: ReadableSpan, attrs: Mapping[str, Any] | None = None, span_status: str | None = None
-) -> tuple[Any, ...]:
-    """The ``runs`` row a run's root span summarises (``span_status``: its status name)."""
-    if attrs is None:
-        attrs = span.attributes or {}
-    if span_status is None:
-        span_status = _status_name(span)[0]
+def run_row(row: tuple[Any, ...], attrs: Mapping[str, Any], service_name: Any) -> tuple[Any, ...]:
+    """The ``runs`` row a run's root span summarises, from that span's ``spans`` row and attributes."""
     get = attrs.get
-    status = get("trodo.run.status") or ("error" if span_status == "error" else "ok")
+    status = get("trodo.run.status") or ("error" if row[8] == "error" else "ok")
+    start, end = row[6], row[7]
     duration = _float(get("trodo.run.duration_ms"))
-    if duration is None and span.start_time is not None and span.end_time is not None:
-        duration = (span.end_time - span.start_time) / 1e6
+    if duration is None and start is not None and end is not None:
+        duration = (end - start) / 1e6
     metadata = get("trodo.metadata")
     if metadata is not None and not isinstance(metadata, str):
         metadata = dumps(to_plain(metadata, leaves=False))
-    resource = span.resource.attributes if span.resource is not None else {}
-    context = span.context
     return (
-        _str_or_none(get("trodo.run.id")),
-        f"{context.trace_id:032x}",
-        f"{context.span_id:016x}",
-        _str_or_none(get("trodo.agent.name")) or span.name,
-        _str_or_none(get("trodo.span.kind")),
+        row[3],
+        row[0],
+        row[1],
+        _str_or_none(get("trodo.agent.name")) or row[4],
+        row[5],
         _str_or_none(get("trodo.distinct_id")),
         _str_or_none(get("trodo.conversation_id")),
         _str_or_none(get("trodo.parent_run_id")),
         _str_or_none(status),
         _str_or_none(get("trodo.run.error_summary")),
-        span.start_time,
-        span.end_time,
+        start,
+        end,
         duration,
         _int(get("trodo.run.total_tokens_in")),
         _int(get("trodo.run.total_tokens_out")),
@@ -237,7 +276,7 @@ def run_row(
         _int(get("trodo.run.tool_count")),
         _int(get("trodo.run.error_count")),
         metadata,
-        _str_or_none(resource.get("service.name")),
+        _str_or_none(service_name),
         1 if get("trodo.run.cost_incomplete") is True else None,
     )
 
@@ -267,21 +306,31 @@ class Batch:
         )
 
 
-def prepare(spans: Sequence[ReadableSpan]) -> Batch:
-    """The rows of ``spans`` (and of the runs their roots summarise)."""
+def prepare(spans: Sequence[Any], resource: Any = None) -> Batch:
+    """The rows of ``spans`` (and of the runs their roots summarise): SDK ``ReadableSpan`` objects,
+    or our own finished spans as they are (then ``resource`` is the process's resource)."""
     batch = Batch()
     span_rows, runs, fallback, joined = batch.spans, batch.runs, batch.fallback_runs, batch.joined_runs
     add_span = span_rows.append
+    light_resource = _resource_json(resource)
+    light_service = resource.attributes.get("service.name") if resource is not None else None
     for span in spans:
-        attrs = span.attributes or {}
-        row = span_row(span, attrs)
+        if type(span) is TrodoSpan:
+            attrs, row = light_span_row(span, light_resource)
+            service = light_service
+            is_root = span.parent_span_id is None
+        else:
+            attrs = dict(span.attributes or {})
+            row = span_row(span, attrs)
+            service = span.resource.attributes.get("service.name") if span.resource is not None else None
+            is_root = span.parent is None
         add_span(row)
         if "trodo.run.id" not in attrs:
             continue
         if "trodo.run.span_count" in attrs:
-            runs.append(run_row(span, attrs, row[8]))
-        elif span.parent is None or attrs.get("trodo.span.kind") == "run":
-            fallback.append(run_row(span, attrs, row[8]))
+            runs.append(run_row(row, attrs, service))
+        elif is_root or row[5] == "run":
+            fallback.append(run_row(row, attrs, service))
         if row[-1] == 1:
             joined.add(str(attrs["trodo.run.id"]))
     return batch
