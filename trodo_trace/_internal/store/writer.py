@@ -315,22 +315,22 @@ def prepare(spans: Sequence[Any], resource: Any = None) -> Batch:
     light_resource = _resource_json(resource)
     light_service = resource.attributes.get("service.name") if resource is not None else None
     for span in spans:
-        if type(span) is TrodoSpan:
+        light = type(span) is TrodoSpan
+        if light:
             attrs, row = light_span_row(span, light_resource)
-            service = light_service
-            is_root = span.parent_span_id is None
         else:
             attrs = dict(span.attributes or {})
             row = span_row(span, attrs)
-            service = span.resource.attributes.get("service.name") if span.resource is not None else None
-            is_root = span.parent is None
         add_span(row)
         if "trodo.run.id" not in attrs:
             continue
-        if "trodo.run.span_count" in attrs:
-            runs.append(run_row(row, attrs, service))
-        elif is_root or row[5] == "run":
-            fallback.append(run_row(row, attrs, service))
+        full = "trodo.run.span_count" in attrs
+        if full or row[2] is None or row[5] == "run":
+            if light:
+                service = light_service
+            else:
+                service = span.resource.attributes.get("service.name") if span.resource is not None else None
+            (runs if full else fallback).append(run_row(row, attrs, service))
         if row[-1] == 1:
             joined.add(str(attrs["trodo.run.id"]))
     return batch
