@@ -60,7 +60,10 @@ def child_throughput(spans: int) -> dict[str, Any]:
     import trodo_trace as trodo
     from trodo_trace._internal import runtime as runtime_mod
 
-    trodo.init(max_queue_size=spans + 1)
+    # Count-bound only: all N spans wait in the queue for the worker. Under the default byte bound
+    # (max_queue_bytes) most of them would overflow to the disk spool first, and the figure would be
+    # that of the spill path (encode, write, read back, send), not of one worker delivering.
+    trodo.init(max_queue_size=spans + 1, max_queue_bytes=0)
     runtime = runtime_mod.get()
     pipeline = runtime.pipeline
     held: list[Any] = []

@@ -207,6 +207,21 @@ def test_redactor_recognises_each_secret_shape_and_leaves_prose_alone():
     assert redact_secrets('{"password": "hunter22"}') == '{"password": "[REDACTED]"}'
 
 
+def test_short_texts_are_redacted_the_same_every_time_they_recur():
+    """Short texts found clean are remembered; one holding a secret is redacted on every call,
+    also after a clean text that differs from it by the secret alone, and is never remembered."""
+    from trodo_trace._internal.export import redact
+
+    clean, secret = '{"q": "weather"}', '{"q": "weather", "api_key": "sk-abcdefghijklmnopqrstu"}'
+    for _ in range(3):
+        assert redact_secrets(clean) == clean
+        assert redact_secrets(secret) == '{"q": "weather", "api_key": "[REDACTED]"}'
+    assert clean in redact._CLEAN_SHORT
+    assert secret not in redact._CLEAN_SHORT
+    long_secret = "x" * 200 + " password=hunter22"
+    assert redact_secrets(long_secret) == redact_secrets(long_secret) == "x" * 200 + " password=[REDACTED]"
+
+
 def test_stack_traces_keep_frames_and_lose_messages():
     """With content off, chained tracebacks keep every frame (file, line, function) but no code line and only
     the exception type."""

@@ -291,3 +291,44 @@ def test_exit_with_an_unreachable_collector_spools_and_a_later_process_sends(tmp
         assert receiver.wait_for_spans(2, timeout=5)
         assert sorted(s.name for s in _unique(receiver.spans())) == ["exit-bot", "step"]
     assert _spool_files(tmp_path / "spool") == []
+
+
+def test_a_burst_past_the_queue_holds_a_few_batches_beyond_it_and_loses_nothing():
+    """Queue full (collector down): the overflow buffer in front of the spool holds a few batches,
+    never another queue's worth; the thread ending spans writes batches itself past it; every span
+    arrives once the collector is up."""
+    from trodo_trace._internal.export.delivery import OVERFLOW_BATCHES
+
+    port = free_port()
+    trodo.init(
+        endpoint=f"http://127.0.0.1:{port}",
+        max_queue_size=200,
+        max_export_batch_size=20,
+        schedule_delay_ms=20,
+        export_timeout_ms=400,
+        attempt_timeout_ms=200,
+    )
+
+    @trodo.tool
+    def step(i):
+        return i
+
+    deepest = 0
+    with capture() as local:
+        for _ in range(40):
+            with trodo.agent("burst-bot"):
+                for i in range(99):
+                    step(i)
+                    deepest = max(deepest, trodo.stats()["queue_depth"])  # queue + overflow buffer
+    assert 200 < deepest <= 200 + OVERFLOW_BATCHES * 20 + 1
+    receiver = OtlpReceiver("http", port=port)
+    receiver.start()
+    try:
+        assert trodo.flush(30.0) is True
+        assert len({span.span_id for span in receiver.spans()}) == 4000
+        assert Capture().tree(KEYS, spans=_unique(receiver.spans())) == local.tree(KEYS)
+    finally:
+        receiver.stop()
+    stats = trodo.stats()
+    assert (stats["exported"], stats["spooled"], stats["dropped"], stats["failed"]) == (4000, 0, 0, 0)
+    assert stats["spooled_total"] > 0

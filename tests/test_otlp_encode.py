@@ -248,3 +248,37 @@ def test_batches_reuse_one_connection_and_a_retry_reuses_the_compressed_body():
         assert [r.items for r in receiver.requests] == [1, 1, 1, 1]
         assert receiver.requests[0].headers.get("content-encoding") == "gzip"
         sender.close()
+
+
+def test_cached_attribute_bytes_never_stand_in_for_an_equal_value_of_another_type():
+    """The writer's caches (attribute fields looked up by ``(key, value)``, span names, the trace id
+    of the previous span) give each span its own values: ``True``, ``1`` and ``1.0`` under one key
+    stay a bool, an int and a double; an unhashable value (a list) takes the long way; spans of two
+    traces interleaved keep their own trace ids."""
+    trodo.init(endpoint="http://127.0.0.1:9", redact_secrets=False, service_name="encode-test")
+    ended = []
+    runtime = runtime_mod.get()
+    runtime.listeners.append(ended.append)
+    runtime.pipeline.submit = lambda span: None
+    for value in (1, True, 1.0, "1", [1, 2], 1, True):
+        with trodo.tool("same name") as span:
+            span.set_attribute("v", value)
+            span.set_attribute("shared", "run-wide value")
+    writer = SpanWriter(runtime.resource, SCOPE)
+    order = [ended[0], ended[3], ended[1], ended[4], ended[2], ended[5], ended[6]]
+    for _ in range(2):  # the second pass reads every cache
+        request = ExportTraceServiceRequest.FromString(encode_request([writer.span(s) for s in order]))
+        _compare(request, _sdk_request(order))
+        sent = request.resource_spans[0].scope_spans[0].spans
+        kinds = [next(kv.value for kv in s.attributes if kv.key == "v").WhichOneof("value") for s in sent]
+        assert kinds == [
+            "int_value",
+            "string_value",
+            "bool_value",
+            "array_value",
+            "double_value",
+            "int_value",
+            "bool_value",
+        ]
+        assert [s.trace_id for s in sent] == [s.trace_id.to_bytes(16, "big") for s in order]
+        assert {s.name for s in sent} == {"same name"}

@@ -45,6 +45,11 @@ SIGNAL_REFUSED = frozenset({"404", "405", "501", "UNIMPLEMENTED"})
 _SIGNAL_TEXT = {"traces": "traces (spans)", "logs": "logs (track() events and errors)"}
 #: How long a batch is retried when no connection can be made at all before it goes to the spool.
 UNREACHABLE_BUDGET_S = 2.0
+#: The overflow buffer is a hand-off to the spooler thread, not a second queue: a few batches (and
+#: at most this fraction of the queue's byte bound). Past it the thread ending a span writes a batch
+#: itself. A buffer as large as the queue doubled the memory of a burst without delivering faster.
+OVERFLOW_BATCHES = 4
+OVERFLOW_BYTES_SHARE = 8
 
 
 class _Inflight:
@@ -356,17 +361,19 @@ class SignalDelivery:
     def overflow(self, item: Any) -> bool:
         """The pipeline's queue is full (application thread): buffer ``item`` for the spooler.
 
-        O(1) while the buffer has room. When it is full too (spans end faster than they can be
-        encoded), the calling thread writes one batch to the spool itself: backpressure instead
-        of a drop, and memory stays bounded by the queue plus this buffer.
+        O(1) while the buffer has room (a few batches: ``OVERFLOW_BATCHES``). When it is full too
+        (spans end faster than they can be encoded), the calling thread writes one batch to the
+        spool itself: backpressure instead of a drop, and memory stays bounded by the queue plus
+        this small buffer.
         """
         buffer = self._overflow
         if self.stopping or self.hub.spool is None:
             return False
         size = self.item_size
         nbytes = size(item) if size is not None else 0
-        if len(buffer) >= self.max_buffer or (
-            size is not None and self._overflow_bytes + nbytes > self.max_buffer_bytes > 0
+        if len(buffer) >= min(self.max_buffer, OVERFLOW_BATCHES * self.batch_size) or (
+            size is not None
+            and self._overflow_bytes + nbytes > self.max_buffer_bytes // OVERFLOW_BYTES_SHARE > 0
         ):
             self._spool_overflow(once=True)
         self._overflow_bytes += nbytes

@@ -44,6 +44,8 @@ _SMALL = [bytes([i]) for i in range(128)]
 def _varint(value: int) -> bytes:
     if value < 128:
         return _SMALL[value]
+    if value < 16384:  # a span's or an attribute's length, mostly
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 128:
         out.append((value & 0x7F) | 0x80)
@@ -82,6 +84,8 @@ _STATUS_MESSAGE = _tag(Status, "message", _LEN)
 _STATUS_CODE = _tag(Status, "code", _VARINT)
 _STATUS_UNSET = _STATUS + b"\x00"
 _STATUS_OK = _STATUS + _varint(len(_STATUS_CODE) + 1) + _STATUS_CODE + _varint(Status.STATUS_CODE_OK)
+_OK_LOCAL = _STATUS_OK + _FLAGS_LOCAL
+_OK_REMOTE = _STATUS_OK + _FLAGS_REMOTE
 # KeyValue / AnyValue
 _KEY = _tag(KeyValue, "key", _LEN)
 _VALUE = _tag(KeyValue, "value", _LEN)
@@ -102,6 +106,10 @@ _SS_SPAN = _tag(ScopeSpans, "spans", _LEN)
 _SS_SCHEMA = _tag(ScopeSpans, "schema_url", _LEN)
 
 _pack_q = struct.Struct("<Q").pack
+# kind, start and end of a span in one call (each tag is one byte)
+_pack_times = struct.Struct("<BBBQBQ").pack
+_KIND_TAG, _KIND_INTERNAL_VALUE = _KIND_INTERNAL
+_START_TAG, _END_TAG = _START[0], _END[0]
 _pack_d = struct.Struct("<d").pack
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63
 _MASK64 = (1 << 64) - 1
@@ -117,7 +125,8 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 
 
 class EncodedSpan:
-    """A finished span as the bytes of its OTLP ``Span`` message, and the envelope it goes under."""
+    """A finished span as the bytes of its OTLP ``Span`` message framed as a ``ScopeSpans.spans``
+    field (tag and length), and the envelope it goes under."""
 
     __slots__ = ("data", "envelope")
 
@@ -147,12 +156,10 @@ class Envelope:
         self.scope_schema_url = (getattr(scope, "schema_url", "") or "").encode()
 
     def wrap(self, spans: Iterable[bytes]) -> bytes:
-        """One ``ResourceSpans`` field of an ``ExportTraceServiceRequest`` holding ``spans``."""
+        """One ``ResourceSpans`` field of an ``ExportTraceServiceRequest`` holding ``spans`` (each
+        framed as a ``ScopeSpans.spans`` field, as :meth:`SpanWriter.span` writes them)."""
         parts = [_field(_SS_SCOPE, self.scope)]
-        for data in spans:
-            parts.append(_SS_SPAN)
-            parts.append(_varint(len(data)))
-            parts.append(data)
+        parts += spans
         if self.scope_schema_url:
             parts.append(_field(_SS_SCHEMA, self.scope_schema_url))
         scope_spans = b"".join(parts)
@@ -243,44 +250,46 @@ class SpanWriter:
         self.envelope = Envelope(resource, scope)
         self._pairs: dict[tuple[str, str], bytes] = {}
         self._ints: dict[tuple[str, int], bytes] = {}
+        self._names: dict[str, bytes] = {}
+        self._trace: tuple[int | None, bytes] = (None, b"")
 
     def attributes(self, attributes: Mapping[str, Any], tag: bytes = _ATTRIBUTE) -> list[bytes]:
-        """Each attribute as a whole field (``tag``, length, ``KeyValue``); a bad one is left out
-        alone. Span attributes (the default tag) that are short strings or integers come from the
-        cache; long text is written with its key's cached bytes."""
+        """Each attribute as a whole field (``tag``, length, ``KeyValue``; ``b""`` for one left out);
+        a bad one is left out alone. Span attributes (the default tag) that are short strings come
+        from the cache, looked up all at once by their ``(key, value)`` items; integers come from
+        a cache of their own and long text is written with its key's cached bytes."""
         if tag is not _ATTRIBUTE:
             return [tag + encoded for encoded in self._key_values(attributes)]
-        pairs, ints, keys = self._pairs, self._ints, _KEYS
-        out: list[bytes] = []
-        append = out.append
-        for key, value in attributes.items():
-            kind = type(value)
-            if kind is str:
-                if len(value) <= _CACHE_VALUE_CHARS:
-                    cached = pairs.get((key, value))
-                    if cached is None:
-                        cached = self._remember(pairs, key, value)
-                    if cached:
-                        append(cached)
-                    continue
-                key_bytes = keys.get(key) if type(key) is str else None
-                if key_bytes is not None:
-                    data = value.encode() if value.isascii() else encodable(value).encode()
-                    inner = _STRING + _varint(len(data)) + data
-                    payload = key_bytes + _VALUE + _varint(len(inner)) + inner
-                    append(_ATTRIBUTE + _varint(len(payload)) + payload)
-                    continue
-            elif kind is int:
-                cached = ints.get((key, value))
-                if cached is None:
-                    cached = self._remember(ints, key, value)
-                if cached:
-                    append(cached)
-                continue
-            encoded = self._key_value(key, value)
-            if encoded is not None:
-                append(_ATTRIBUTE + encoded)
-        return out
+        try:
+            found: list[bytes | None] = list(map(self._pairs.get, attributes.items()))
+        except TypeError:  # an unhashable value (a list, say): each attribute the long way
+            found = [None] * len(attributes)
+        if None in found:
+            one = self._attribute
+            for index, (key, value) in enumerate(attributes.items()):
+                if found[index] is None:
+                    found[index] = one(key, value)
+        return found  # type: ignore[return-value]  # every None was replaced
+
+    def _attribute(self, key: Any, value: Any) -> bytes:
+        """One span attribute not in the cache as a whole field (``b""``: left out)."""
+        kind = type(value)
+        if kind is str:
+            if len(value) <= _CACHE_VALUE_CHARS:
+                return self._remember(self._pairs, key, value)
+            key_bytes = _KEYS.get(key) if type(key) is str else None
+            if key_bytes is not None:
+                data = value.encode() if value.isascii() else encodable(value).encode()
+                inner = _STRING + _varint(len(data)) + data
+                payload = key_bytes + _VALUE + _varint(len(inner)) + inner
+                return _ATTRIBUTE + _varint(len(payload)) + payload
+        elif kind is int:
+            cached = self._ints.get((key, value))
+            if cached is None:
+                cached = self._remember(self._ints, key, value)
+            return cached
+        encoded = self._key_value(key, value)
+        return _ATTRIBUTE + encoded if encoded is not None else b""
 
     def _remember(self, cache: dict[Any, bytes], key: Any, value: Any) -> bytes:
         """The whole field of one attribute, kept for the next span (``b""``: left out)."""
@@ -315,44 +324,56 @@ class SpanWriter:
         return _varint(len(payload)) + payload
 
     def span(self, span: Any) -> EncodedSpan:
-        """The OTLP ``Span`` bytes of a finished :class:`TrodoSpan` (validated as the SDK path does)."""
-        parts = [
-            _TRACE_ID,
-            span.trace_id.to_bytes(16, "big"),
-            _SPAN_ID,
-            span.span_id.to_bytes(8, "big"),
-        ]
-        if span.parent_span_id is not None:
-            parts.append(_PARENT_ID)
-            parts.append(span.parent_span_id.to_bytes(8, "big"))
+        """The OTLP ``Span`` bytes of a finished :class:`TrodoSpan` (validated as the SDK path does),
+        already framed as a ``ScopeSpans.spans`` field."""
+        trace = self._trace  # one tuple, read and replaced whole: other threads encode too
+        if trace[0] != span.trace_id:  # the spans of a run arrive together and share it
+            trace = self._trace = (span.trace_id, _TRACE_ID + span.trace_id.to_bytes(16, "big") + _SPAN_ID)
+        parts = [trace[1], span.span_id.to_bytes(8, "big")]
+        parent = span.parent_span_id
+        if parent is not None:
+            parts.append(_PARENT_ID + parent.to_bytes(8, "big"))
         name = span.name
-        if type(name) is not str:
-            name = str(name)
-        if name:
-            data = encodable(name).encode()
-            parts.append(_NAME + _varint(len(data)) + data)
-        parts.append(_KIND_INTERNAL)
-        parts.append(_START + _pack_q(span.start_ns))
+        field = self._names.get(name) if type(name) is str else None
+        if field is None:
+            field = self._name(name)
+        parts.append(field)
         if span.end_ns is not None:
-            parts.append(_END + _pack_q(span.end_ns))
-        parts.extend(self.attributes(span.attributes))
+            parts.append(
+                _pack_times(_KIND_TAG, _KIND_INTERNAL_VALUE, _START_TAG, span.start_ns, _END_TAG, span.end_ns)
+            )
+        else:
+            parts.append(_KIND_INTERNAL + _START + _pack_q(span.start_ns))
+        parts += self.attributes(span.attributes)
         if span.events:
             for event_name, timestamp, event_attributes in span.events:
                 parts.append(_field(_EVENT, self._event(str(event_name), timestamp, event_attributes)))
         if span.links:
             for link in span.links:
                 parts.append(_field(_LINK, self._link(link)))
+        remote = span.parent_remote and parent is not None
         status = span.status_code
         if status is StatusCode.OK:
-            parts.append(_STATUS_OK)
-        elif status is StatusCode.ERROR:
-            parts.append(_field(_STATUS, self._error_status(span.status_message)))
+            parts.append(_OK_REMOTE if remote else _OK_LOCAL)
         else:
-            parts.append(_STATUS_UNSET)
-        parts.append(
-            _FLAGS_REMOTE if span.parent_remote and span.parent_span_id is not None else _FLAGS_LOCAL
-        )
-        return EncodedSpan(b"".join(parts), self.envelope)
+            if status is StatusCode.ERROR:
+                parts.append(_field(_STATUS, self._error_status(span.status_message)))
+            else:
+                parts.append(_STATUS_UNSET)
+            parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+        data = b"".join(parts)
+        return EncodedSpan(_SS_SPAN + _varint(len(data)) + data, self.envelope)
+
+    def _name(self, name: Any) -> bytes:
+        """The ``name`` field of a span name (none for an empty name), kept for the next span."""
+        text = name if type(name) is str else str(name)
+        data = encodable(text).encode()
+        field = _NAME + _varint(len(data)) + data if data else b""
+        if type(name) is str and len(name) <= _CACHE_VALUE_CHARS:
+            if len(self._names) >= _KEY_ENTRIES:
+                self._names.clear()
+            self._names[name] = field
+        return field
 
     def _event(self, name: str, timestamp: int, attributes: Mapping[str, Any]) -> bytes:
         parts = [_EVENT_TIME + _pack_q(timestamp)]

@@ -175,6 +175,27 @@ def redact_secrets(text: str) -> str:
         >>> redact_secrets('{"key": "sk-proj-abcdefghijklmnopqrstuvwx", "url": "https://u:pw@host/x"}')
         '{"key": "[REDACTED]", "url": "https://u:[REDACTED]@host/x"}'
     """
+    if type(text) is str and len(text) <= _SHORT_TEXT:
+        # Short values (ids, names, small tool arguments and results) recur from span to span:
+        # those found clean are remembered (never one that held a secret).
+        if text in _CLEAN_SHORT:
+            return text
+        done = _redact(text)
+        if done is text:
+            if len(_CLEAN_SHORT) >= _CLEAN_ENTRIES:
+                _CLEAN_SHORT.clear()
+            _CLEAN_SHORT.add(text)
+        return done
+    return _redact(text)
+
+
+#: Short texts that redaction left as they were, kept (bounded) for the next span that carries one.
+_SHORT_TEXT = 96
+_CLEAN_ENTRIES = 4096
+_CLEAN_SHORT: set[str] = set()
+
+
+def _redact(text: str) -> str:
     for hint in _SHAPED_HINTS:
         if hint in text:
             text = _SHAPED.sub(_replace_shaped, text)
