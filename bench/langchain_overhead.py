@@ -1,5 +1,5 @@
-"""Added cost per LangChain run: TrodoCallbackHandler beside no tracing, the OpenInference LangChain
-instrumentor and the Langfuse callback handler.
+"""Added cost per LangChain run: TrodoCallbackHandler beside no tracing, a handler that does nothing,
+the OpenInference LangChain instrumentor and the Langfuse callback handler.
 
 The workload is a 3-step chain, ``prompt | fake chat model | parser`` (4 LangChain runs per
 invocation: the sequence and its steps), with inputs and outputs captured. Each contender runs in
@@ -13,6 +13,11 @@ invocation:
 - ``cpu``: CPU time of the application thread (``time.thread_time``);
 - ``added``: the same minus the untraced baseline, and that as a ratio of each peer's;
 - ``spans``: spans the sink received after the final flush.
+
+The no-op row passes a ``BaseCallbackHandler`` subclass that overrides nothing: what LangChain's own
+callback machinery costs once any handler is attached (run managers, run ids, serialized
+arguments). No callback handler can cost less; the line under the table gives trodo's added
+app-thread CPU above that floor.
 
 Rounds alternate the contenders (each round a fresh process per contender); per contender the best
 timed repeat of all rounds is kept, the median is shown beside it.
@@ -56,6 +61,19 @@ WORKLOAD = textwrap.dedent(
 
 SETUP = {
     "none": "def finish():\n    return True\n",
+    "noop": textwrap.dedent(
+        """
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        class NoOpHandler(BaseCallbackHandler):
+            pass
+
+        CONFIG = {"callbacks": [NoOpHandler()]}
+
+        def finish():
+            return True
+        """
+    ),
     "trodo_trace": textwrap.dedent(
         """
         import trodo_trace as trodo
@@ -122,12 +140,14 @@ MEASURE = textwrap.dedent(
 
 PYTHONS = {
     "none": MAIN_PYTHON,
+    "noop": MAIN_PYTHON,
     "trodo_trace": MAIN_PYTHON,
     "openinference": ENVS / "openinference" / "bin" / "python",
     "langfuse": ENVS / "langfuse" / "bin" / "python",
 }
 LABELS = {
     "none": "no tracing",
+    "noop": "no-op BaseCallbackHandler (LangChain's floor)",
     "trodo_trace": "trodo_trace (TrodoCallbackHandler)",
     "openinference": "OpenInference LangChainInstrumentor",
     "langfuse": "Langfuse CallbackHandler",
@@ -180,7 +200,7 @@ def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) 
         result["total_cpu_us"] = min(result.pop("totals"))
     base = results.get("none", {})
     for result in results.values():
-        for key in ("wall_us", "cpu_us", "process_cpu_us", "total_cpu_us", "wall_median_us"):
+        for key in ("wall_us", "cpu_us", "process_cpu_us", "total_cpu_us", "wall_median_us", "cpu_median_us"):
             if key in result and key in base:
                 result["added_" + key] = result[key] - base[key]
     return results
@@ -213,11 +233,19 @@ def render(results: dict[str, Any]) -> str:
                 f"{ours[key] / r[key]:.2f}" if r.get(key) else "-"
                 for key in ("added_wall_us", "added_cpu_us", "added_total_cpu_us")
             )
-        spans = f"{r['spans']:,} / {r['expected_spans']:,}" if name != "none" else "-"
+        spans = f"{r['spans']:,} / {r['expected_spans']:,}" if name not in ("none", "noop") else "-"
         lines.append(
             f"| {LABELS[name]} | {r['wall_us']:.0f} | {r.get('added_wall_us', 0):.0f} | {r['cpu_us']:.0f} | "
             f"{r.get('added_cpu_us', 0):.0f} | {r['total_cpu_us']:.0f} | {r.get('added_total_cpu_us', 0):.0f} | "
             f"{ratios} | {spans} |"
+        )
+    floor = results.get("noop", {})
+    if "added_cpu_us" in ours and "added_cpu_us" in floor:
+        above, median_above = (ours[k] - floor[k] for k in ("added_cpu_us", "added_cpu_median_us"))
+        lines.append(
+            f"\ntrodo_trace above the no-op floor: {above:.0f} µs added app-thread CPU per invocation "
+            f"(floor {floor['added_cpu_us']:.0f} µs; medians: {median_above:.0f} above "
+            f"{floor['added_cpu_median_us']:.0f})"
         )
     return "\n".join(lines)
 

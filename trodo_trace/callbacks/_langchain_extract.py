@@ -193,8 +193,20 @@ def chat_input(messages: Sequence[Sequence[BaseMessage]]) -> list[dict[str, Any]
     return [message(m) for m in messages[0]] if messages else []
 
 
+#: Types whose values :func:`compact` returns unchanged without looking inside.
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def compact(value: Any) -> Any:
     """Messages and prompt values as plain role/content dicts; anything else unchanged."""
+    tp = type(value)
+    if tp in _PLAIN:
+        return value
+    if tp is dict:
+        for item in value.values():
+            if type(item) not in _PLAIN and _has_messages(item):
+                return {key: compact(item) for key, item in value.items()}
+        return value
     if isinstance(value, BaseMessage):
         return message(value)
     if isinstance(value, PromptValue):
@@ -208,11 +220,15 @@ def compact(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         for item in value.values():
-            if isinstance(item, (BaseMessage, PromptValue)) or (
-                isinstance(item, list) and item and isinstance(item[0], BaseMessage)
-            ):
+            if _has_messages(item):
                 return {key: compact(item) for key, item in value.items()}
     return value
+
+
+def _has_messages(item: Any) -> bool:
+    return isinstance(item, (BaseMessage, PromptValue)) or (
+        isinstance(item, list) and bool(item) and isinstance(item[0], BaseMessage)
+    )
 
 
 # -- LLM results -----------------------------------------------------------------------------

@@ -30,8 +30,23 @@ _ROLES = {
 _NOT_PARAMETERS = frozenset({"tools", "functions", "messages", "prompt", "api_key", "openai_api_key"})
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
+#: One encoder for every call (``json.dumps`` with options builds a new one each time).
+_json = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True).encode
+_KEYS: dict[tuple[str, int], tuple[str, str, str]] = {}
+
+
+def _keys(direction: str, index: int) -> tuple[str, str, str]:
+    """The role, content and tool call id attribute names of message ``index`` (built once)."""
+    keys = _KEYS.get((direction, index))
+    if keys is None:
+        keys = (
+            _MESSAGE.format(direction, index, "role"),
+            _MESSAGE.format(direction, index, "content"),
+            _MESSAGE.format(direction, index, "tool_call_id"),
+        )
+        if len(_KEYS) < 1024:
+            _KEYS[(direction, index)] = keys
+    return keys
 
 
 def _text(content: Any) -> str | None:
@@ -47,22 +62,32 @@ def _text(content: Any) -> str | None:
 
 
 def role(value: Any) -> str | None:
-    value = getattr(value, "value", value)
-    return _ROLES.get(value, value) if isinstance(value, str) else None
+    if type(value) is not str:
+        value = getattr(value, "value", value)
+        if not isinstance(value, str):
+            return None
+    return _ROLES.get(value, value)
 
 
 def write_messages(attributes: dict[str, Any], direction: str, messages: Sequence[Mapping[str, Any]]) -> None:
     """Write ``messages`` as ``llm.{direction}_messages.N.message.*``."""
     for index, message in enumerate(messages):
+        role_key, content_key, tool_call_id_key = _keys(direction, index)
         name = role(message.get("role"))
         if name:
-            attributes[_MESSAGE.format(direction, index, "role")] = name
-        content = _text(message.get("content"))
+            attributes[role_key] = name
+        content = message.get("content")
+        if type(content) is not str:
+            content = _text(content)
         if content:
-            attributes[_MESSAGE.format(direction, index, "content")] = content
-        if isinstance(message.get("tool_call_id"), str):
-            attributes[_MESSAGE.format(direction, index, "tool_call_id")] = message["tool_call_id"]
-        for position, call in enumerate(message.get("tool_calls") or ()):
+            attributes[content_key] = content
+        tool_call_id = message.get("tool_call_id")
+        if isinstance(tool_call_id, str):
+            attributes[tool_call_id_key] = tool_call_id
+        tool_calls = message.get("tool_calls")
+        if not tool_calls:
+            continue
+        for position, call in enumerate(tool_calls):
             function = call.get("function") if isinstance(call.get("function"), Mapping) else call
             arguments = function.get("arguments", function.get("args"))
             if arguments is not None and not isinstance(arguments, str):

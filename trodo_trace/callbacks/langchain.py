@@ -64,12 +64,19 @@ def _safe(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception:
-        internal_error(f"langchain extractor {fn.__name__}")
+        _failed(fn)
         return None
 
 
+def _failed(fn: Callable[..., Any]) -> None:
+    """Log an extractor's failure (the hot callbacks guard their extractors inline, as ``_safe``)."""
+    internal_error(f"langchain extractor {fn.__name__}")
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a callback under the internal-error guard: a failure is logged once, the chain goes on."""
+    """Run a callback under the internal-error guard: a failure is logged once, the chain goes on.
+    The callbacks every run makes (start and end of chains, models, tools, retrievers) have the
+    same guard written inline, which saves a call layer per callback."""
     where = f"langchain {method.__name__}"
 
     @functools.wraps(method)
@@ -143,7 +150,10 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             return None
         entry = runs.start(run_id, parent_run_id, name, kind, lambda: self._run_options(metadata))
         if entry is not None and tags:
-            _safe(lc_messages.write_tags, entry.span.attributes, tags, extract.HIDDEN_TAG)
+            try:
+                lc_messages.write_tags(entry.span.attributes, tags, extract.HIDDEN_TAG)
+            except Exception:
+                _failed(lc_messages.write_tags)
         return entry
 
     def _run_options(self, metadata: Mapping[str, Any] | None) -> RunOptions:
@@ -170,7 +180,6 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             runs.close(entry)
 
     # -- chains ----------------------------------------------------------------------------------
-    @_guarded
     def on_chain_start(
         self,
         serialized: dict[str, Any] | None,
@@ -182,32 +191,37 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if tags and extract.HIDDEN_TAG in tags:
-            runs.HIDDEN[run_id] = parent_run_id
-            return
-        name = extract.run_name(serialized, kwargs, "chain")
-        kind = "agent" if extract.is_agent(name, serialized, metadata) else "chain"
-        entry = self._start(run_id, parent_run_id, name, kind, metadata, tags)
-        if entry is None:
-            return
-        span = entry.span
-        if metadata and "langgraph_node" in metadata:
-            _safe(extract.graph_attributes, span.attributes, metadata)
-        if "defers_inputs" not in kwargs or inputs != _DEFERRED:
-            _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, inputs)
-
-    @_guarded
-    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = runs.pop(run_id)
-        if entry is None:
-            return
         try:
+            if tags and extract.HIDDEN_TAG in tags:
+                runs.HIDDEN[run_id] = parent_run_id
+                return
+            name = extract.run_name(serialized, kwargs, "chain")
+            kind = "agent" if extract.is_agent(name, serialized, metadata) else "chain"
+            entry = self._start(run_id, parent_run_id, name, kind, metadata, tags)
+            if entry is None:
+                return
             span = entry.span
-            if kwargs.get("inputs") is not None:
-                _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, kwargs["inputs"])
-            _capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, outputs)
-        finally:
-            runs.close(entry)
+            if metadata and "langgraph_node" in metadata:
+                _safe(extract.graph_attributes, span.attributes, metadata)
+            if "defers_inputs" not in kwargs or inputs != _DEFERRED:
+                _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, inputs)
+        except Exception:
+            internal_error("langchain on_chain_start")
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            entry = runs.pop(run_id)
+            if entry is None:
+                return
+            try:
+                span = entry.span
+                if kwargs.get("inputs") is not None:
+                    _capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, kwargs["inputs"])
+                _capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, outputs)
+            finally:
+                runs.close(entry)
+        except Exception:
+            internal_error("langchain on_chain_end")
 
     @_guarded
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -226,7 +240,6 @@ class TrodoCallbackHandler(BaseCallbackHandler):
             entry.span.add_event("agent.finish", _safe(extract.agent_finish, finish))
 
     # -- chat models and LLMs ----------------------------------------------------------------------
-    @_guarded
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -238,9 +251,11 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs, tags)
+        try:
+            self._llm_start(serialized, messages, "chat", run_id, parent_run_id, metadata, kwargs, tags)
+        except Exception:
+            internal_error("langchain on_chat_model_start")
 
-    @_guarded
     def on_llm_start(
         self,
         serialized: dict[str, Any],
@@ -252,7 +267,12 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._llm_start(serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs, tags)
+        try:
+            self._llm_start(
+                serialized, prompts, "text_completion", run_id, parent_run_id, metadata, kwargs, tags
+            )
+        except Exception:
+            internal_error("langchain on_llm_start")
 
     def _llm_start(
         self,
@@ -273,13 +293,26 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         attributes = span.attributes
         attributes[attrs.GEN_AI_OPERATION] = operation
         parameters = kwargs.get("invocation_params")
-        _safe(extract.model_attributes, attributes, metadata, parameters)
-        _safe(lc_messages.write_parameters, attributes, parameters)
+        try:
+            extract.model_attributes(attributes, metadata, parameters)
+        except Exception:
+            _failed(extract.model_attributes)
+        try:
+            lc_messages.write_parameters(attributes, parameters)
+        except Exception:
+            _failed(lc_messages.write_parameters)
         if spans.RUNTIME.capture_content:
             if operation == "chat":
-                value = _safe(extract.chat_input, prompt)
+                try:
+                    value = extract.chat_input(prompt)
+                except Exception:
+                    _failed(extract.chat_input)
+                    value = None
                 if value:
-                    _safe(lc_messages.write_messages, attributes, "input", value)
+                    try:
+                        lc_messages.write_messages(attributes, "input", value)
+                    except Exception:
+                        _failed(lc_messages.write_messages)
             else:
                 value = prompt[0] if len(prompt) == 1 else prompt
                 if isinstance(value, str):
@@ -287,11 +320,9 @@ class TrodoCallbackHandler(BaseCallbackHandler):
                         lc_messages.write_messages, attributes, "input", [{"role": "user", "content": value}]
                     )
             if isinstance(parameters, Mapping):
-                _safe(
-                    lc_messages.write_tools,
-                    attributes,
-                    parameters.get("tools") or parameters.get("functions"),
-                )
+                tools = parameters.get("tools") or parameters.get("functions")
+                if tools:
+                    _safe(lc_messages.write_tools, attributes, tools)
             if value is not None:
                 spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, value)
 
@@ -322,15 +353,17 @@ class TrodoCallbackHandler(BaseCallbackHandler):
         # The model has answered; the rest of its stream runs inside whoever consumes it.
         runs.release(entry.ctx, entry.token)
 
-    @_guarded
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        entry = runs.pop(run_id)
-        if entry is None:
-            return
         try:
-            _record_llm_result(entry.span, response)
-        finally:
-            runs.close(entry)
+            entry = runs.pop(run_id)
+            if entry is None:
+                return
+            try:
+                _record_llm_result(entry.span, response)
+            finally:
+                runs.close(entry)
+        except Exception:
+            internal_error("langchain on_llm_end")
 
     @_guarded
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -433,7 +466,11 @@ class TrodoCallbackHandler(BaseCallbackHandler):
 def _capture(span: spans.TrodoSpan, key: str, mime_key: str, value: Any) -> None:
     runtime = spans.RUNTIME
     if runtime.capture_content:
-        compacted = _safe(extract.compact, value)
+        try:
+            compacted = extract.compact(value)
+        except Exception:
+            _failed(extract.compact)
+            compacted = None
         runtime.capture(span, key, mime_key, value if compacted is None else compacted)
 
 
