@@ -32,7 +32,7 @@ from opentelemetry import trace as trace_api
 from ..._internal.core import attrs as A
 from ..._internal.core import spans as S
 from ..._internal.core.errors import internal_error
-from ..._internal.core.extract import Usage
+from ..._internal.core.extract import Usage, extract_usage
 from ..._internal.export import dual
 
 logger = logging.getLogger("trodo_trace")
@@ -121,10 +121,24 @@ def should_trace() -> bool:
 
 
 # -- readers (each isolated by its caller) --------------------------------------------------------
+#: Per type: whether it is a ``Mapping`` (the ABC check is slow and a type's answer does not change).
+_IS_MAPPING: dict[type, bool] = {dict: True}
+#: Types that are their own plain value (exact types: a str or int subclass goes the long way).
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _is_mapping(value: Any) -> bool:
+    cls = type(value)
+    known = _IS_MAPPING.get(cls)
+    if known is None:
+        known = _IS_MAPPING[cls] = isinstance(value, Mapping)
+    return known
+
+
 def get(obj: Any, key: str, default: Any = None) -> Any:
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or _is_mapping(obj):
         return obj.get(key, default)
     return getattr(obj, key, default)
 
@@ -133,18 +147,20 @@ def given(value: Any) -> bool:
     """False for ``None`` and the SDKs' ``NOT_GIVEN`` / ``omit`` sentinels."""
     if value is None:
         return False
-    name = type(value).__name__
-    return name not in ("NotGiven", "Omit")
+    cls = type(value)
+    return cls in _SCALARS or cls.__name__ not in ("NotGiven", "Omit")
 
 
 def to_plain(value: Any, depth: int = 0) -> Any:
     """A JSON-able copy of a request value (pydantic models, iterables of dicts), sentinels dropped."""
     if depth > 20:
         return repr(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or type(value) in _SCALARS or isinstance(value, (str, int, float, bool)):
         return value
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v, depth + 1) for k, v in value.items() if given(v)}
+    if type(value) is dict or _is_mapping(value):
+        return {
+            str(k): v if type(v) in _SCALARS else to_plain(v, depth + 1) for k, v in value.items() if given(v)
+        }
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
@@ -161,8 +177,19 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     return repr(value)
 
 
+#: ``json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)``, without building an
+#: encoder per call.
+_ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+def usage_of(result: Any) -> Usage | None:
+    """``extract_usage(result)`` for an SDK response that keeps its token usage in ``usage``."""
+    block = get(result, "usage")
+    return None if block is None else extract_usage({"usage": block})
 
 
 def text_of(content: Any) -> str | None:

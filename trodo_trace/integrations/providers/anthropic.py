@@ -13,7 +13,6 @@ import importlib
 from typing import Any
 
 from ..._internal.core import attrs as A
-from ..._internal.core.extract import extract_usage
 from . import _common as C
 
 PATCHES = C.Patches()
@@ -250,7 +249,7 @@ def _response(call: C.Call, message: Any) -> None:
     reason = C.get(message, "stop_reason")
     if isinstance(reason, str):
         call.set(C.FINISH_REASONS, [reason])
-    call.usage(extract_usage(message))
+    call.usage(C.usage_of(message))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in C.get(message, "content") or ():

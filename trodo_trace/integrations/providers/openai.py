@@ -15,7 +15,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from ..._internal.core import attrs as A
-from ..._internal.core.extract import extract_usage
 from . import _common as C
 from .hosts import provider_for_url
 
@@ -305,7 +304,7 @@ def _response_common(call: C.Call, result: Any) -> None:
     model = C.get(result, "model")
     if isinstance(model, str) and model:
         call.set(A.RESPONSE_MODEL, model)
-    call.usage(extract_usage(result))
+    call.usage(C.usage_of(result))
 
 
 def _chat_response(call: C.Call, result: Any) -> None:
@@ -477,7 +476,7 @@ def _chat_stream(call: C.Call) -> C.StreamState:
         }
         call.guard("stream response", _chat_response, result)
         if seen["usage"] is not None:
-            call.guard("stream usage", lambda c, chunk: c.usage(extract_usage(chunk)), seen["usage"])
+            call.guard("stream usage", lambda c, chunk: c.usage(C.usage_of(chunk)), seen["usage"])
 
     return C.StreamState(call, on_item, on_end)
 
