@@ -104,9 +104,12 @@ def _ours(function: Any) -> bool:
 
 
 def runtime() -> Any:
+    rt = S.RUNTIME
+    if rt:
+        return rt
     from ..._internal import runtime as runtime_mod
 
-    return S.RUNTIME or runtime_mod.get()
+    return runtime_mod.get()
 
 
 def should_trace() -> bool:
@@ -186,10 +189,43 @@ def to_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def usage_of(result: Any) -> Usage | None:
-    """``extract_usage(result)`` for an SDK response that keeps its token usage in ``usage``."""
+def count(value: Any) -> int | None:
+    """A token count: an int (not a bool), or a float with an integral value."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def usage_of(result: Any, shape: str = "") -> Usage | None:
+    """``extract_usage(result)`` for an SDK response that keeps its token usage in ``usage``.
+
+    ``shape`` reads the block of one known provider directly: ``"openai"`` (``prompt_tokens`` /
+    ``completion_tokens`` and their details) or ``"anthropic"`` (``input_tokens`` / ``output_tokens``
+    and cache counts); a block that is not of that shape is read by ``extract_usage``.
+    """
     block = get(result, "usage")
-    return None if block is None else extract_usage({"usage": block})
+    if block is None:
+        return None
+    if shape == "openai":
+        prompt, completion = count(get(block, "prompt_tokens")), count(get(block, "completion_tokens"))
+        if prompt is not None or completion is not None:
+            cached = count(get(get(block, "prompt_tokens_details"), "cached_tokens"))
+            reasoning = count(get(get(block, "completion_tokens_details"), "reasoning_tokens"))
+            return Usage(prompt, completion, cached, None, reasoning)
+    elif shape == "anthropic":
+        input_tokens, output_tokens = count(get(block, "input_tokens")), count(get(block, "output_tokens"))
+        cache_read = count(get(block, "cache_read_input_tokens"))
+        cache_write = count(get(block, "cache_creation_input_tokens"))
+        if (input_tokens is not None or output_tokens is not None) and (
+            cache_read is not None or cache_write is not None
+        ):
+            total_in = (input_tokens or 0) + (cache_read or 0) + (cache_write or 0)
+            return Usage(total_in, output_tokens, cache_read, cache_write, None)
+    return extract_usage({"usage": block})
 
 
 def text_of(content: Any) -> str | None:

@@ -249,7 +249,7 @@ def _response(call: C.Call, message: Any) -> None:
     reason = C.get(message, "stop_reason")
     if isinstance(reason, str):
         call.set(C.FINISH_REASONS, [reason])
-    call.usage(C.usage_of(message))
+    call.usage(C.usage_of(message, "anthropic"))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in C.get(message, "content") or ():
