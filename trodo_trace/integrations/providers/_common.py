@@ -32,7 +32,7 @@ from opentelemetry import trace as trace_api
 from ..._internal.core import attrs as A
 from ..._internal.core import spans as S
 from ..._internal.core.errors import internal_error
-from ..._internal.core.extract import Usage
+from ..._internal.core.extract import Usage, extract_usage
 from ..._internal.export import dual
 
 logger = logging.getLogger("trodo_trace")
@@ -104,9 +104,12 @@ def _ours(function: Any) -> bool:
 
 
 def runtime() -> Any:
+    rt = S.RUNTIME
+    if rt:
+        return rt
     from ..._internal import runtime as runtime_mod
 
-    return S.RUNTIME or runtime_mod.get()
+    return runtime_mod.get()
 
 
 def should_trace() -> bool:
@@ -121,10 +124,24 @@ def should_trace() -> bool:
 
 
 # -- readers (each isolated by its caller) --------------------------------------------------------
+#: Per type: whether it is a ``Mapping`` (the ABC check is slow and a type's answer does not change).
+_IS_MAPPING: dict[type, bool] = {dict: True}
+#: Types that are their own plain value (exact types: a str or int subclass goes the long way).
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _is_mapping(value: Any) -> bool:
+    cls = type(value)
+    known = _IS_MAPPING.get(cls)
+    if known is None:
+        known = _IS_MAPPING[cls] = isinstance(value, Mapping)
+    return known
+
+
 def get(obj: Any, key: str, default: Any = None) -> Any:
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or _is_mapping(obj):
         return obj.get(key, default)
     return getattr(obj, key, default)
 
@@ -133,18 +150,20 @@ def given(value: Any) -> bool:
     """False for ``None`` and the SDKs' ``NOT_GIVEN`` / ``omit`` sentinels."""
     if value is None:
         return False
-    name = type(value).__name__
-    return name not in ("NotGiven", "Omit")
+    cls = type(value)
+    return cls in _SCALARS or cls.__name__ not in ("NotGiven", "Omit")
 
 
 def to_plain(value: Any, depth: int = 0) -> Any:
     """A JSON-able copy of a request value (pydantic models, iterables of dicts), sentinels dropped."""
     if depth > 20:
         return repr(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or type(value) in _SCALARS or isinstance(value, (str, int, float, bool)):
         return value
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v, depth + 1) for k, v in value.items() if given(v)}
+    if type(value) is dict or _is_mapping(value):
+        return {
+            str(k): v if type(v) in _SCALARS else to_plain(v, depth + 1) for k, v in value.items() if given(v)
+        }
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
@@ -161,8 +180,52 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     return repr(value)
 
 
+#: ``json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)``, without building an
+#: encoder per call.
+_ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+def count(value: Any) -> int | None:
+    """A token count: an int (not a bool), or a float with an integral value."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def usage_of(result: Any, shape: str = "") -> Usage | None:
+    """``extract_usage(result)`` for an SDK response that keeps its token usage in ``usage``.
+
+    ``shape`` reads the block of one known provider directly: ``"openai"`` (``prompt_tokens`` /
+    ``completion_tokens`` and their details) or ``"anthropic"`` (``input_tokens`` / ``output_tokens``
+    and cache counts); a block that is not of that shape is read by ``extract_usage``.
+    """
+    block = get(result, "usage")
+    if block is None:
+        return None
+    if shape == "openai":
+        prompt, completion = count(get(block, "prompt_tokens")), count(get(block, "completion_tokens"))
+        if prompt is not None or completion is not None:
+            cached = count(get(get(block, "prompt_tokens_details"), "cached_tokens"))
+            reasoning = count(get(get(block, "completion_tokens_details"), "reasoning_tokens"))
+            return Usage(prompt, completion, cached, None, reasoning)
+    elif shape == "anthropic":
+        input_tokens, output_tokens = count(get(block, "input_tokens")), count(get(block, "output_tokens"))
+        cache_read = count(get(block, "cache_read_input_tokens"))
+        cache_write = count(get(block, "cache_creation_input_tokens"))
+        if (input_tokens is not None or output_tokens is not None) and (
+            cache_read is not None or cache_write is not None
+        ):
+            total_in = (input_tokens or 0) + (cache_read or 0) + (cache_write or 0)
+            return Usage(total_in, output_tokens, cache_read, cache_write, None)
+    return extract_usage({"usage": block})
 
 
 def text_of(content: Any) -> str | None:

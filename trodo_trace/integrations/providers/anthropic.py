@@ -13,7 +13,6 @@ import importlib
 from typing import Any
 
 from ..._internal.core import attrs as A
-from ..._internal.core.extract import extract_usage
 from . import _common as C
 
 PATCHES = C.Patches()
@@ -250,7 +249,7 @@ def _response(call: C.Call, message: Any) -> None:
     reason = C.get(message, "stop_reason")
     if isinstance(reason, str):
         call.set(C.FINISH_REASONS, [reason])
-    call.usage(extract_usage(message))
+    call.usage(C.usage_of(message, "anthropic"))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in C.get(message, "content") or ():
@@ -297,7 +296,12 @@ def _stream_state(call: C.Call) -> C.StreamState:
                     message[key] = C.get(start, key)
             _merge_usage(message["usage"], C.get(start, "usage"))
         elif kind == "content_block_start":
-            block = C.to_plain(C.get(event, "content_block")) or {}
+            content_block = C.get(event, "content_block")
+            text = C.get(content_block, "text")
+            if isinstance(text, str) and C.get(content_block, "type") == "text":
+                block: dict[str, Any] = {"type": "text", "text": text}  # all a text block is read for
+            else:
+                block = C.to_plain(content_block) or {}
             if block.get("type") in ("tool_use", "server_tool_use"):
                 block["partial_json"] = []
             blocks[C.get(event, "index") or 0] = block

@@ -15,7 +15,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from ..._internal.core import attrs as A
-from ..._internal.core.extract import extract_usage
 from . import _common as C
 from .hosts import provider_for_url
 
@@ -298,18 +297,18 @@ def _embedding_input(call: C.Call, value: Any) -> None:
 
 
 # -- responses ---------------------------------------------------------------------------------
-def _response_common(call: C.Call, result: Any) -> None:
+def _response_common(call: C.Call, result: Any, usage_shape: str = "") -> None:
     response_id = C.get(result, "id")
     if isinstance(response_id, str):
         call.set(C.RESPONSE_ID, response_id)
     model = C.get(result, "model")
     if isinstance(model, str) and model:
         call.set(A.RESPONSE_MODEL, model)
-    call.usage(extract_usage(result))
+    call.usage(C.usage_of(result, usage_shape))
 
 
 def _chat_response(call: C.Call, result: Any) -> None:
-    _response_common(call, result)
+    _response_common(call, result, "openai")
     outputs = []
     reasons = []
     for index, choice in enumerate(C.get(result, "choices") or ()):
@@ -380,7 +379,7 @@ def _responses_response(call: C.Call, result: Any) -> None:
 
 
 def _embeddings_response(call: C.Call, result: Any) -> None:
-    _response_common(call, result)
+    _response_common(call, result, "openai")
     data = C.get(result, "data") or []
     vector: Any = C.get(data[0], "embedding") if data else None
     summary: dict[str, Any] = {"embeddings": len(data)}
@@ -477,7 +476,7 @@ def _chat_stream(call: C.Call) -> C.StreamState:
         }
         call.guard("stream response", _chat_response, result)
         if seen["usage"] is not None:
-            call.guard("stream usage", lambda c, chunk: c.usage(extract_usage(chunk)), seen["usage"])
+            call.guard("stream usage", lambda c, chunk: c.usage(C.usage_of(chunk, "openai")), seen["usage"])
 
     return C.StreamState(call, on_item, on_end)
 
