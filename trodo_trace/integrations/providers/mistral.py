@@ -108,7 +108,7 @@ def _finish(call: C.Call, operation: str, result: Any, is_async: bool) -> Any:
     if operation == "embeddings":
         call.guard("response", _embeddings_response, result)
     else:  # the response's fields as dicts: a name it lacks costs a dict miss, not a pydantic error
-        call.guard("response", _shape.chat_response, plain(result, 2))
+        call.guard("response", _shape.chat_response, plain(result, 1))
     call.end()
     return result
 
