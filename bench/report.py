@@ -318,6 +318,11 @@ def render(data: dict[str, Any]) -> str:
         data.get("providers"),
         "`bench/provider_overhead.py`; target: trodo's added cost at most 0.5 of the faster peer's",
     )
+    lines += _external(
+        "Provider instrumentation overhead (Bedrock, Gemini, Cohere, Mistral, LiteLLM)",
+        data.get("provider_sdks"),
+        "`bench/provider_sdks.py`; target: at most 50 µs added calling-thread CPU per non-streaming call",
+    )
     lines += _external("OTLP export throughput", data.get("export"), "`bench/export.py`")
     failed = {name: r["error"] for section in ("overhead", "burst", "memory", "startup") for name, r in
               data.get(section, {}).items() if isinstance(r, dict) and "error" in r}  # fmt: skip

@@ -3,7 +3,7 @@
 Sets up one virtualenv per SDK (``bench/setup_envs.py``), then measures, each SDK in its own
 process against the same loopback sink: decorator overhead (``overhead.py``), burst and queued
 memory (``burst.py``), import time and cold start (``startup.py``), scaling with run size and
-threads (``scaling.py``); runs the LangChain, LlamaIndex, provider SDK and OTLP export benchmarks that live
+threads (``scaling.py``); runs the LangChain, LlamaIndex, provider SDK (OpenAI; Bedrock, Gemini, Cohere, Mistral, LiteLLM) and OTLP export benchmarks that live
 beside it when they exist; checks the targets; writes ``BENCHMARKS.md`` (tables + the machine)
 and the raw figures to ``bench/results/latest.json``.
 
@@ -33,7 +33,17 @@ from common import BENCH, REPO, log, machine
 from report import write_report
 from setup_envs import SDKS, ensure, versions
 
-SECTIONS = ("overhead", "burst", "startup", "scaling", "langchain", "llamaindex", "providers", "export")
+SECTIONS = (
+    "overhead",
+    "burst",
+    "startup",
+    "scaling",
+    "langchain",
+    "llamaindex",
+    "providers",
+    "provider_sdks",
+    "export",
+)
 
 FULL = {
     "overhead": {"runs": 2000, "repeat": 5, "warmup": 200, "deadline": 60.0},
@@ -44,6 +54,7 @@ FULL = {
     "langchain": ["--runs", "1000", "--repeat", "3", "--rounds", "2"],
     "llamaindex": ["--runs", "300", "--repeat", "3", "--rounds", "2"],
     "providers": ["--runs", "500", "--repeat", "3", "--rounds", "2"],
+    "provider_sdks": ["--blocks", "16", "--calls", "200"],
     "export": [],
 }
 QUICK = {
@@ -55,6 +66,7 @@ QUICK = {
     "langchain": ["--runs", "100", "--repeat", "2", "--rounds", "1", "--warmup", "20"],
     "llamaindex": ["--runs", "30", "--repeat", "2", "--rounds", "1", "--warmup", "10"],
     "providers": ["--runs", "100", "--repeat", "2", "--rounds", "1", "--warmup", "20"],
+    "provider_sdks": ["--quick"],
     "export": ["--spans", "10000", "--runs", "200", "--repeat", "2"],
 }
 #: Benchmarks owned elsewhere in bench/: (file, how to set up its peers, timeout in seconds).
@@ -62,6 +74,7 @@ EXTERNAL = {
     "langchain": ("langchain_overhead.py", ["bash", "bench/setup_peers.sh"], 1200),
     "llamaindex": ("llamaindex_overhead.py", ["{python}", "bench/llamaindex_overhead.py", "--setup"], 1200),
     "providers": ("provider_overhead.py", ["{python}", "bench/provider_overhead.py", "--setup"], 1800),
+    "provider_sdks": ("provider_sdks.py", None, 1800),
     "export": ("export.py", None, 900),
 }
 
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     section("memory", lambda: burst.measure_memory(names, m["queued"], m["stall"], m["deadline"]))
     section("startup", lambda: startup.measure(names, st["repeat"]))
     section("scaling", lambda: scaling.measure(sc["total"], sc["repeat"], sc["deadline"]))
-    for key in ("langchain", "llamaindex", "providers", "export"):
+    for key in ("langchain", "llamaindex", "providers", "provider_sdks", "export"):
         if key in sections:
             log(f"{key}: bench/{EXTERNAL[key][0]}")
             section(key, lambda key=key: run_external(key, list(plan[key])))

@@ -306,3 +306,32 @@ def test_sdk_imported_after_tracing_started_is_instrumented():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['mistral.chat']"
+
+
+def test_typed_responses_are_read_as_their_fields_with_the_same_values():
+    """The cheap reader of pydantic responses: fields, extra fields and nested models become dicts
+    holding the model's own values (a missing name is then a dict miss); other values pass as they are."""
+    from mistralai.client.models import ChatCompletionResponse
+
+    from trodo_trace._internal.core.extract import extract_usage
+    from trodo_trace.integrations.providers._fields import plain
+
+    response = ChatCompletionResponse.model_validate(
+        {
+            "id": "r-1",
+            "object": "chat.completion",
+            "model": SMALL_MODEL,
+            "created": 1,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "extra_count": 4},
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
+            ],
+        }
+    )
+    view = plain(response, 2)
+    assert view["id"] == "r-1" and view["usage"]["extra_count"] == 4
+    assert view["usage"]["prompt_tokens"] == 7
+    message = view["choices"][0]["message"]  # a list's items count at the list's own depth
+    assert message["content"] == "Hi" and message["tool_calls"] is response.choices[0].message.tool_calls
+    assert extract_usage(view) == extract_usage(response) == (7, 3, None, None, None)
+    assert plain({"a": 1}) == {"a": 1} and plain("text") == "text" and plain(None) is None

@@ -21,6 +21,7 @@ from ..._internal.core import attrs as A
 from ..._internal.core.extract import Usage, extract_usage
 from . import _common as C
 from . import _shape
+from ._fields import plain
 
 PATCHES = C.Patches()
 PROVIDER = "cohere"
@@ -294,7 +295,7 @@ def _chat_response(call: C.Call, response: Any) -> None:
 def _usage(block: Any) -> Usage | None:
     """Billed units (what Cohere charges), else the raw token counts."""
     for key in ("billed_units", "tokens"):
-        usage = extract_usage({"usage": C.get(block, key)})
+        usage = extract_usage({"usage": plain(C.get(block, key))})
         if usage is not None and (usage.input_tokens is not None or usage.output_tokens is not None):
             return usage
     return None

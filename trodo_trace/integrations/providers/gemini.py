@@ -17,6 +17,7 @@ from typing import Any
 from ..._internal.core import attrs as A
 from ..._internal.core.extract import Usage, extract_usage
 from . import _common as C
+from ._fields import plain
 
 PATCHES = C.Patches()
 OI_PROVIDER = "google"
@@ -283,7 +284,7 @@ def _response(call: C.Call, response: Any) -> None:
     model = C.get(response, "model_version")
     if isinstance(model, str) and model:
         call.set(A.RESPONSE_MODEL, model)
-    call.usage(extract_usage(response))
+    call.usage(extract_usage(plain(response)))  # see _fields
     candidates = list(C.get(response, "candidates") or ())
     reasons = [_reason(C.get(c, "finish_reason")) for c in candidates]
     if any(reasons):

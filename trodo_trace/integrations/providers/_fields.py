@@ -1,0 +1,29 @@
+"""Cheap reads of the SDKs' typed (pydantic v2) responses.
+
+Asking a pydantic model for a field it does not have raises inside its ``__getattr__``, which costs
+5-11 µs a time; the generic readers (``_common.get``, ``extract_usage``) probe many names per
+response. :func:`plain` turns a model into a dict of its fields (and extra fields) first, so a
+missing name is a dict miss. Values are the model's own, so every reader sees what it saw before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def plain(value: Any, depth: int = 1) -> Any:
+    """A pydantic model as the dict of its fields and extra fields, ``depth`` levels of nested
+    models too (a list's items at the same depth); anything else as it is."""
+    if type(getattr(type(value), "__pydantic_fields__", None)) is not dict:
+        if depth > 0 and type(value) is list:
+            return [plain(item, depth) for item in value]
+        return value
+    fields = dict(value.__dict__)
+    extra = value.__pydantic_extra__
+    if extra:
+        fields.update(extra)
+    if depth > 0:
+        for key, item in fields.items():
+            if item is not None and not isinstance(item, (str, int, float)):
+                fields[key] = plain(item, depth - 1)
+    return fields
