@@ -164,8 +164,12 @@ class Runtime:
         """Serialise a captured value onto ``span`` (masked and redacted) unless content is off."""
         if not self.capture_content:
             return
-        span.attributes[key] = self.serialize(value)
-        span.attributes[mime_key] = attrs.JSON_MIME
+        attributes = span.attributes
+        if self.mask is None:
+            attributes[key] = to_json(value, self.max_value_length)
+        else:
+            attributes[key] = self.serialize(value)
+        attributes[mime_key] = attrs.JSON_MIME
 
     def serialize(self, value: Any) -> str:
         mask = self.mask

@@ -15,17 +15,23 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
 from . import attrs, spans
 from .errors import internal_error
 from .extract import extract_documents, extract_response_model, extract_usage
-from .tracing import RunOptions, check_kind, start_span
+from .tracing import (
+    RunOptions,
+    attach,
+    attach_span,
+    base_attributes,
+    check_kind,
+    detach,
+    open_span,
+    start_span,
+)
 from .values import to_json
 
-_attach = otel_context.attach
-_detach = otel_context.detach
 _set_span = trace_api.set_span_in_context
 GENERATOR_ITEM_LIMIT = 100
 _LLM_PARAMS = ("model", "provider", "temperature")
@@ -124,20 +130,8 @@ class SpanSpec:
                 _write_llm_params(attributes, self.llm)
         return attributes or None
 
-    def _start(self, name: str, static: dict[str, Any] | None = None) -> spans.TrodoSpan:
-        if static is None:
-            static = self.static_attributes(name)
-        return start_span(name, self.kind, static, self.run_options)
-
-    def _finish_ok(self, span: spans.TrodoSpan, result: Any) -> None:
-        attributes = span.attributes
-        if self.capture_output and attrs.OUTPUT_VALUE not in attributes:
-            spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, result)
-        kind = self.kind
-        if kind == "llm":
-            record_llm_result(span, result)
-        elif kind == "retrieval":
-            record_documents(span, result)
+    def _start(self, name: str) -> spans.TrodoSpan:
+        return start_span(name, self.kind, self.static_attributes(name), self.run_options)
 
     # -- decorator ---------------------------------------------------------------------------
     # One generic signature types every form: a coroutine function keeps returning a coroutine of the
@@ -164,7 +158,7 @@ class SpanSpec:
         except Exception:
             internal_error("span start")
             span = spans.NonRecordingSpan()
-        token = _attach(_set_span(span))
+        token = attach_span(span)
         if self._active is None:
             self._active = ContextVar("trodo_active_spec", default=())
         self._active.set((*self._active.get(), (span, token)))
@@ -181,7 +175,7 @@ class SpanSpec:
             if exc is not None:
                 record_error(span, exc)
         finally:
-            _detach(token)  # type: ignore[arg-type]
+            detach(token)  # type: ignore[arg-type]
             span.end()
 
     async def __aenter__(self) -> spans.TrodoSpan:
@@ -264,55 +258,75 @@ def record_documents(span: spans.TrodoSpan, result: Any) -> None:
             attributes[attrs.RETRIEVAL_DOC.format(index, "metadata")] = to_json(document.metadata, limit)
 
 
-def _enter(
-    spec: SpanSpec,
-    name: str,
-    signature: _Signature,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    static: dict[str, Any] | None,
-) -> spans.TrodoSpan | None:
+class _Plan:
+    """What every call of one decorated function starts from (computed once, when decorating)."""
+
+    __slots__ = ("is_llm", "name", "signature", "spec", "static", "static_defaults")
+
+    def __init__(self, spec: SpanSpec, name: str, fn: Callable[..., Any]):
+        self.spec = spec
+        self.name = name
+        self.signature = _Signature(fn)
+        self.is_llm = spec.kind == "llm"
+        #: The span's first attributes: its kind's, the spec's and the function's.
+        self.static = base_attributes(spec.kind, spec.static_attributes(name))
+        #: An LLM span's first attributes when the call passes none of model, provider and
+        #: temperature: the static ones plus the function's defaults for them.
+        self.static_defaults = self.static
+        if self.is_llm:
+            params = _llm_params(spec, self.signature.defaults)
+            if params is not None:
+                self.static_defaults = self.static.copy()
+                _write_llm_params(self.static_defaults, params)
+
+
+def _llm_params(spec: SpanSpec, params: dict[str, Any]) -> dict[str, Any] | None:
+    """What an LLM call's model, provider and temperature (given or defaulted) write over the spec's
+    own: ``None`` when the call has none of them."""
+    if not params:
+        return None
+    llm = spec.llm or {}
+    return {**llm, **{k: v for k, v in params.items() if k not in llm or v is not None}}
+
+
+def _enter(plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> spans.TrodoSpan | None:
     """Start the span of one call; ``None`` when tracing is off or the SDK failed (the call goes on)."""
     try:
         runtime = spans.RUNTIME or spans.get_runtime()
         if not runtime.enabled:
             return None
-        return _start_call(spec, name, signature, args, kwargs, static)
+        spec = plan.spec
+        capture = spec.capture_input and runtime.capture_content
+        if not (capture or plan.is_llm):
+            return open_span(plan.name, spec.kind, plan.static.copy(), spec.run_options)
+        signature = plan.signature
+        bound = signature.bind(args, kwargs)
+        static, params = plan.static, None
+        if plan.is_llm:
+            if "model" in bound or "provider" in bound or "temperature" in bound:
+                given = {**signature.defaults, **{k: bound[k] for k in _LLM_PARAMS if k in bound}}
+                params = _llm_params(spec, given)
+            else:
+                static = plan.static_defaults
+        attributes = static.copy()
+        if params is not None:
+            _write_llm_params(attributes, params)
+        if capture:  # before the span opens: a failure here (no stack left) starts no span at all
+            attributes[attrs.INPUT_VALUE] = runtime.serialize(bound)
+            attributes[attrs.INPUT_MIME] = attrs.JSON_MIME
+        return open_span(plan.name, spec.kind, attributes, spec.run_options)
     except Exception:
         internal_error("span start")
         return None
 
 
-def _start_call(
-    spec: SpanSpec,
-    name: str,
-    signature: _Signature,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    static: dict[str, Any] | None,
-) -> spans.TrodoSpan:
-    span = spec._start(name, static)
-    if spec.capture_input or spec.kind == "llm":
-        bound = signature.bind(args, kwargs)
-        if spec.kind == "llm":
-            params = {**signature.defaults, **{k: bound[k] for k in _LLM_PARAMS if k in bound}}
-            if params:
-                params = {k: v for k, v in params.items() if k not in (spec.llm or {}) or v is not None}
-                _write_llm_params(span.attributes, {**(spec.llm or {}), **params})
-        if spec.capture_input:
-            spans.RUNTIME.capture(span, attrs.INPUT_VALUE, attrs.INPUT_MIME, bound)
-    return span
-
-
 def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
-    name = spec.name or getattr(fn, "__name__", None) or spec.kind
-    signature = _Signature(fn)
-    static = spec.static_attributes(name) or {}
+    plan = _Plan(spec, spec.name or getattr(fn, "__name__", None) or spec.kind, fn)
 
     if inspect.isasyncgenfunction(fn):
 
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = _GeneratorState.begin(spec, name, signature, args, kwargs, static)
+            state = _GeneratorState.begin(plan, args, kwargs)
             agen = fn(*args, **kwargs)
             if state is None:
                 async for item in agen:
@@ -320,7 +334,7 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
                 return
             method, value = agen.asend, None
             while True:
-                token = _attach(state.ctx)
+                token = attach(state.ctx)
                 try:
                     item = await method(value)
                 except StopAsyncIteration:
@@ -330,7 +344,7 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
                     state.fail(exc)
                     raise
                 finally:
-                    _detach(token)
+                    detach(token)
                 state.item(item)
                 try:
                     value = yield item
@@ -347,11 +361,12 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
     elif inspect.iscoroutinefunction(fn):
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _enter(spec, name, signature, args, kwargs, static)
+            span = _enter(plan, args, kwargs)
             if span is None:
                 return await fn(*args, **kwargs)
-            token = _attach(_set_span(span))
+            token = None
             try:
+                token = attach_span(span)  # no stack left for it: the span ends with the error
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 try:
@@ -360,8 +375,8 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
                     _UNENDED.append((span, exc))
                 raise
             try:
-                _detach(token)
-                _finish(spec, span, result)
+                detach(token)
+                _finish(plan, span, result)
             except RecursionError:
                 _UNENDED.append((span, None))
             return result
@@ -371,13 +386,13 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
     elif inspect.isgeneratorfunction(fn):
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = _GeneratorState.begin(spec, name, signature, args, kwargs, static)
+            state = _GeneratorState.begin(plan, args, kwargs)
             gen = fn(*args, **kwargs)
             if state is None:
                 return (yield from gen)
             method, value = gen.send, None
             while True:
-                token = _attach(state.ctx)
+                token = attach(state.ctx)
                 try:
                     item = method(value)
                 except StopIteration as stop:
@@ -387,7 +402,7 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
                     state.fail(exc)
                     raise
                 finally:
-                    _detach(token)
+                    detach(token)
                 state.item(item)
                 try:
                     value = yield item
@@ -404,11 +419,12 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
     else:
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _enter(spec, name, signature, args, kwargs, static)
+            span = _enter(plan, args, kwargs)
             if span is None:
                 return fn(*args, **kwargs)
-            token = _attach(_set_span(span))
+            token = None
             try:
+                token = attach_span(span)  # no stack left for it: the span ends with the error
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 try:
@@ -417,8 +433,8 @@ def _wrap(spec: SpanSpec, fn: Callable[P, R]) -> Callable[P, R]:
                     _UNENDED.append((span, exc))
                 raise
             try:
-                _detach(token)
-                _finish(spec, span, result)
+                detach(token)
+                _finish(plan, span, result)
             except RecursionError:
                 _UNENDED.append((span, None))
             return result
@@ -440,7 +456,8 @@ _UNENDED: list[tuple[spans.TrodoSpan, BaseException | None]] = []
 def _fail(token: Any, span: spans.TrodoSpan, exc: BaseException) -> None:
     """The user's call raised ``exc``: restore the context, record the error, end the span."""
     try:
-        _detach(token)
+        if token is not None:
+            detach(token)
         if _UNENDED:
             _end_unended()
         record_error(span, exc)
@@ -464,11 +481,19 @@ def _end_unended() -> None:
             return
 
 
-def _finish(spec: SpanSpec, span: spans.TrodoSpan, result: Any) -> None:
+def _finish(plan: _Plan, span: spans.TrodoSpan, result: Any) -> None:
+    """The user's call returned ``result``: record the output (and an LLM's usage, a retriever's
+    documents), end the span."""
     try:
         if _UNENDED:
             _end_unended()
-        spec._finish_ok(span, result)
+        spec = plan.spec
+        if spec.capture_output and attrs.OUTPUT_VALUE not in span.attributes:
+            spans.RUNTIME.capture(span, attrs.OUTPUT_VALUE, attrs.OUTPUT_MIME, result)
+        if plan.is_llm:
+            record_llm_result(span, result)
+        elif spec.kind == "retrieval":
+            record_documents(span, result)
     except RecursionError:
         pass  # the span still ends, without its output
     except Exception:
@@ -493,17 +518,9 @@ class _GeneratorState:
         self.first_ns: int | None = None
 
     @classmethod
-    def begin(
-        cls,
-        spec: SpanSpec,
-        name: str,
-        signature: _Signature,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        static: dict[str, Any],
-    ) -> _GeneratorState | None:
-        span = _enter(spec, name, signature, args, kwargs, static)
-        return None if span is None else cls(spec, span)
+    def begin(cls, plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _GeneratorState | None:
+        span = _enter(plan, args, kwargs)
+        return None if span is None else cls(plan.spec, span)
 
     def item(self, item: Any) -> None:
         if self.first_ns is None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
+from opentelemetry.context.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace import propagation as trace_propagation
 from opentelemetry.trace.status import Status, StatusCode
@@ -15,12 +18,64 @@ from opentelemetry.trace.status import Status, StatusCode
 from . import attrs, spans
 from .spans import Run, RunRef, TrodoSpan
 
-_get_current = otel_context.get_current
-_get_value = otel_context.get_value
 _SPAN_KEY = trace_propagation._SPAN_KEY  # the key get_current_span() reads; read directly on the hot path
 _BASE_ATTRIBUTES = {
     kind: {attrs.SPAN_KIND: kind, attrs.OI_KIND: oi} for kind, oi in attrs.OPENINFERENCE_KIND.items()
 }
+
+
+# -- the current OpenTelemetry context, on the hot path -------------------------------------------
+# OpenTelemetry keeps the current context in one ContextVar (its default runtime context). While
+# that runtime context is in place, spans read, attach and detach it directly: the same operations
+# as ``opentelemetry.context.get_current`` / ``attach(set_span_in_context(span))`` / ``detach``,
+# without their layers of calls and the double copy of the context. Any other runtime context (one
+# chosen with ``OTEL_PYTHON_CONTEXT``) goes through the OpenTelemetry functions.
+def _default_runtime() -> tuple[object, ContextVar[Context] | None]:
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and type(var) is ContextVar and issubclass(Context, dict):
+        return runtime, var
+    return object(), None
+
+
+_RUNTIME_CONTEXT, _CONTEXT_VAR = _default_runtime()
+_new_context: Any = Context
+_set_entry = dict.__setitem__
+if _CONTEXT_VAR is not None:
+    _var_get, _var_set, _var_reset = _CONTEXT_VAR.get, _CONTEXT_VAR.set, _CONTEXT_VAR.reset
+
+
+def current_context() -> Context:
+    """The current OpenTelemetry context (``opentelemetry.context.get_current()``)."""
+    if otel_context._RUNTIME_CONTEXT is _RUNTIME_CONTEXT:
+        return _var_get()
+    return otel_context.get_current()
+
+
+def attach_span(span: trace_api.Span) -> Token[Context]:
+    """Make ``span`` the current span (``attach(set_span_in_context(span))``); the token restores
+    the context before it (:func:`detach`)."""
+    if otel_context._RUNTIME_CONTEXT is _RUNTIME_CONTEXT:
+        ctx = _new_context(_var_get())
+        _set_entry(ctx, _SPAN_KEY, span)
+        return _var_set(ctx)
+    return otel_context.attach(trace_api.set_span_in_context(span))
+
+
+def attach(ctx: Context) -> Token[Context]:
+    """Make ``ctx`` the current context (``opentelemetry.context.attach``)."""
+    if otel_context._RUNTIME_CONTEXT is _RUNTIME_CONTEXT:
+        return _var_set(ctx)
+    return otel_context.attach(ctx)
+
+
+def detach(token: Token[Context]) -> None:
+    """Restore the context ``token`` was attached over (``opentelemetry.context.detach``: a token
+    that cannot be reset, e.g. used in another task, is logged by OpenTelemetry, not raised)."""
+    try:
+        _var_reset(token)
+    except Exception:  # not a token of the default runtime context, or it cannot be reset here
+        otel_context.detach(token)
 
 
 class RunOptions:
@@ -53,8 +108,31 @@ def start_span(
     start_ns: int | None = None,
 ) -> TrodoSpan:
     """Start a span under the current context; it starts a run when none is active (or when forced)."""
+    return open_span(name, kind, base_attributes(kind, attributes), run_options, ctx, start_ns)
+
+
+def base_attributes(kind: str, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The attributes a span of ``kind`` starts with: its kind's, then ``attributes``."""
+    merged = _BASE_ATTRIBUTES[kind].copy()
+    if attributes:
+        merged.update(attributes)
+    return merged
+
+
+def open_span(
+    name: str,
+    kind: str,
+    merged: dict[str, Any],
+    run_options: RunOptions | None = None,
+    ctx: otel_context.Context | None = None,
+    start_ns: int | None = None,
+) -> TrodoSpan:
+    """:func:`start_span` with its attributes already merged (``merged`` becomes the span's own
+    attribute dict: pass a fresh one)."""
     runtime = spans.RUNTIME or spans.get_runtime()
-    parent = (_get_current() if ctx is None else ctx).get(_SPAN_KEY)
+    if ctx is None:
+        ctx = current_context()
+    parent = ctx.get(_SPAN_KEY)
     if type(parent) is TrodoSpan:
         trace_id = parent.trace_id
         parent_id: int | None = parent.span_id
@@ -75,11 +153,8 @@ def start_span(
         if isinstance(parent, TrodoSpan):
             run = parent.run
         else:
-            ref = _get_value(spans.RUN_KEY, ctx)
+            ref = ctx.get(spans.RUN_KEY)
             run = ref if isinstance(ref, RunRef) else None
-    merged = _BASE_ATTRIBUTES[kind].copy()
-    if attributes:
-        merged.update(attributes)
     span = TrodoSpan(name, kind, trace_id, spans.new_span_id(), parent_id, run, merged, start_ns, remote)
     if run is None or (run_options is not None and run_options.force):
         _start_run(span, name, run, run_options)

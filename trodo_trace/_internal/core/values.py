@@ -198,10 +198,22 @@ def _encoder(limit: int) -> json.JSONEncoder:
     return json.JSONEncoder(ensure_ascii=False, default=default, separators=_SEPARATORS)
 
 
+#: The C encoders by text limit (built once: a new one per call costs more than a small value's
+#: encoding). They keep no cycle markers, so they hold no state between calls and any thread may
+#: use them: a cycle makes the encoder raise ``RecursionError`` and :func:`to_json` falls back to
+#: the walker, which writes ``"<cycle>"`` (markers would cost a dict update per container).
+_C_ENCODERS: dict[int, Any] = {}
+
+
 def _encode(value: Any, limit: int) -> str:
     """The C encoder, called directly (skips ``JSONEncoder.encode``'s per-call Python setup)."""
-    default = _default if limit == DEFAULT_LIMIT else _encoder(limit).default
-    return "".join(_c_make_encoder({}, default, _c_encode_str, None, ":", ",", False, False, True)(value, 0))
+    encoder = _C_ENCODERS.get(limit)
+    if encoder is None:
+        default = _default if limit == DEFAULT_LIMIT else _encoder(limit).default
+        encoder = _c_make_encoder(None, default, _c_encode_str, None, ":", ",", False, False, True)
+        if len(_C_ENCODERS) < 16:
+            _C_ENCODERS[limit] = encoder
+    return "".join(encoder(value, 0))
 
 
 try:
@@ -321,7 +333,7 @@ def to_json(value: object, limit: int = DEFAULT_LIMIT) -> str:
         return encodable(_slow_json(value, limit))
     if len(text) > limit:
         return encodable(f"{text[:limit]}{_ELLIPSIS}[truncated: {len(text)} chars total]")
-    return encodable(text)
+    return text if text.isascii() else encodable(text)
 
 
 def safe_str(value: object, limit: int = DEFAULT_LIMIT) -> str:
