@@ -10,7 +10,7 @@ over HTTP on loopback:
 * the page of a run with 1,000 spans, p50/p95 of 20 requests (target p95 <= 300 ms).
 
 Run: ``.venv/bin/python bench/ui_bench.py`` (part of ``make bench``); ``--runs`` / ``--spans`` for
-other sizes. The generated store is kept under bench/.ui-store/ between runs (same sizes: reused).
+other sizes. The generated store is kept under bench/.ui-store/ (``--dir``) between runs (same sizes: reused).
 """
 
 from __future__ import annotations
@@ -139,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--rebuild", action="store_true", help="generate the store again")
+    parser.add_argument(
+        "--dir", type=Path, default=REPO / "bench" / ".ui-store", help="where the store is kept"
+    )
     args = parser.parse_args(argv)
-    store = REPO / "bench" / ".ui-store" / f"ui-{args.runs}-{args.spans}.db"
+    store = args.dir / f"ui-{args.runs}-{args.spans}.db"
     if args.rebuild or not store.exists():
         started = time.monotonic()
         generate(store, args.runs, args.spans)

@@ -85,6 +85,7 @@ NEEDS_EXTRAS += (  # Cohere, Mistral, LiteLLM
     "tests/test_providers_litellm.py",
     "tests/test_providers_mistral.py",
 )
+NEEDS_EXTRAS += ("tests/test_bench_smoke.py",)  # the benchmarks run every framework and provider SDK
 STAMP = ".lock-sha256"
 BOOTSTRAP_UV = "0.13.8"  # only to write the first lock; after that the lock's pin is used
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

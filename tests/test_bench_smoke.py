@@ -1,0 +1,145 @@
+"""Every benchmark script runs: each one, with tiny counts, to its end, and what it reports holds together.
+
+The figures themselves live in ``make bench`` (BENCHMARKS.md), never in a test; these tests only
+catch a benchmark that broke (a schema change, a renamed option, a workload that no longer
+delivers its spans), which would otherwise show only on the next ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+
+sys.path.insert(0, str(BENCH))
+from sink import OTLPSink  # noqa: E402
+
+sys.path.remove(str(BENCH))
+
+
+def run(script: str, *args: str, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode in ok, (
+        f"{script} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    return done.stdout
+
+
+def last_json(stdout: str) -> Any:
+    start = stdout.index("{")
+    return json.loads(stdout[start:])
+
+
+@pytest.mark.parametrize("source", ["sdk", "trodo"])
+def test_store_write(source: str) -> None:
+    out = run("store_write.py", "--spans", "2000", "--batch", "256", "--repeat", "1", "--source", source)
+    match = re.search(r"local store \(\w+ spans\): 2,000 spans in batches of 256: ([\d,]+) spans/s", out)
+    assert match, out
+    assert int(match.group(1).replace(",", "")) > 0
+    assert re.search(r"file \d+\.\d MiB", out), out
+
+
+def test_ui_bench(tmp_path: Path) -> None:
+    out = run(
+        "ui_bench.py", "--runs", "300", "--spans", "3000", "--repeat", "2", "--dir", str(tmp_path), ok=(0, 1)
+    )
+    assert "generated 300 runs" in out, out
+    rows = [line for line in out.splitlines() if line.startswith(("runs list", "run page", "overview"))]
+    assert len(rows) == 17, out  # every page measured: 15 list filters, the run page, the overview
+    assert all(re.search(r"\d+\.\d +\d+\.\d", row) for row in rows), out
+
+
+def test_export_bench() -> None:
+    out = run("export.py", "--spans", "3000", "--runs", "30", "--repeat", "1")
+    assert "3000 spans delivered" in out and "flush ok=True, exported=3000" in out, out
+    table = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ") and line.split()
+    }
+    assert set(table) >= {"up", "slow", "down"}, out
+    up, down = table["up"], table["down"]
+    assert int(up[-3]) > 0 and int(up[-1]) == 0, out  # exported, nothing dropped
+    assert int(down[-3]) == 0 and int(down[-2]) > 0 and int(down[-1]) == 0, out  # a dead collector: spooled
+
+
+@pytest.mark.parametrize(
+    ("mode", "args"),
+    [
+        ("overhead", ["--runs", "50", "--repeat", "2", "--warmup", "10"]),
+        ("burst", ["--spans", "2000", "--deadline", "60"]),
+        ("scaling", ["--total", "400", "--sizes", "10", "100", "--threads", "1", "2"]),
+    ],
+)
+def test_child_modes(mode: str, args: list[str]) -> None:
+    with OTLPSink() as sink:
+        out = run("child.py", "trodo_trace", mode, "--endpoint", sink.url, *args)
+        line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+        result = json.loads(line[len("RESULT ") :])
+        if mode == "overhead":
+            assert result["all_flushed"] is True
+            assert sink.span_count == result["expected"] == 4 * (10 + 50 * 2)
+            assert 0 < result["cpu_us"] <= result["process_us"] * 2
+        elif mode == "burst":
+            assert result["flush_finished"] is True
+            assert result["expected"] == 2000
+            assert sink.span_count == 2000 + result["warmup_spans"]  # one exported run before the burst
+        else:
+            assert result, out
+
+
+def test_provider_overhead_openai() -> None:
+    out = run(
+        "provider_overhead.py", "--only", "none", "trodo_trace", "--runs", "20", "--repeat", "1",
+        "--rounds", "1", "--warmup", "5", "--json",
+    )  # fmt: skip
+    results = last_json(out)
+    for mode in ("create", "stream"):
+        traced = results[mode]["trodo_trace"]
+        assert traced["flushed"] is True
+        assert traced["spans"] == 20 + 5, results
+        assert results[mode]["none"]["spans"] == 0
+
+
+def test_provider_sdks() -> None:
+    results = last_json(run("provider_sdks.py", "--blocks", "2", "--calls", "10", "--warmup", "3", "--json"))
+    assert set(results) == {"bedrock", "gemini", "cohere", "mistral", "litellm"}
+    for sdk, result in results.items():
+        assert "error" not in result, (sdk, result)
+        assert result["flushed"] is True
+        assert result["spans"] == result["calls"] > 0, (sdk, result)
+
+
+def test_langchain_overhead() -> None:
+    out = run(
+        "langchain_overhead.py", "--only", "none", "noop", "trodo_trace", "--runs", "10", "--repeat", "1",
+        "--rounds", "1", "--warmup", "2", "--json",
+    )  # fmt: skip
+    results = last_json(out)
+    assert results["trodo_trace"]["spans"] == results["trodo_trace"]["expected_spans"] > 0, results
+
+
+def test_llamaindex_overhead() -> None:
+    out = run(
+        "llamaindex_overhead.py", "--only", "none", "trodo_trace", "--runs", "5", "--repeat", "1",
+        "--rounds", "1", "--warmup", "1", "--json",
+    )  # fmt: skip
+    results = last_json(out)
+    traced = results["trodo_trace"]
+    assert traced["flushed"] is True
+    # 5 spans per query, and the index built once per process (its embedding span)
+    assert traced["spans"] == 5 * traced["queries"] + 1 > 1, results
