@@ -102,12 +102,14 @@ def test_child_modes(mode: str, args: list[str]) -> None:
             assert result, out
 
 
+def contenders(script: str, only: list[str], runs: int, warmup: int) -> Any:
+    """The ``--json`` results of a script that runs each contender in its own process."""
+    counts = ["--runs", str(runs), "--repeat", "1", "--rounds", "1", "--warmup", str(warmup)]
+    return last_json(run(script, "--only", *only, *counts, "--json"))
+
+
 def test_provider_overhead_openai() -> None:
-    out = run(
-        "provider_overhead.py", "--only", "none", "trodo_trace", "--runs", "20", "--repeat", "1",
-        "--rounds", "1", "--warmup", "5", "--json",
-    )  # fmt: skip
-    results = last_json(out)
+    results = contenders("provider_overhead.py", ["none", "trodo_trace"], runs=20, warmup=5)
     for mode in ("create", "stream"):
         traced = results[mode]["trodo_trace"]
         assert traced["flushed"] is True
@@ -125,20 +127,12 @@ def test_provider_sdks() -> None:
 
 
 def test_langchain_overhead() -> None:
-    out = run(
-        "langchain_overhead.py", "--only", "none", "noop", "trodo_trace", "--runs", "10", "--repeat", "1",
-        "--rounds", "1", "--warmup", "2", "--json",
-    )  # fmt: skip
-    results = last_json(out)
+    results = contenders("langchain_overhead.py", ["none", "noop", "trodo_trace"], runs=10, warmup=2)
     assert results["trodo_trace"]["spans"] == results["trodo_trace"]["expected_spans"] > 0, results
 
 
 def test_llamaindex_overhead() -> None:
-    out = run(
-        "llamaindex_overhead.py", "--only", "none", "trodo_trace", "--runs", "5", "--repeat", "1",
-        "--rounds", "1", "--warmup", "1", "--json",
-    )  # fmt: skip
-    results = last_json(out)
+    results = contenders("llamaindex_overhead.py", ["none", "trodo_trace"], runs=5, warmup=1)
     traced = results["trodo_trace"]
     assert traced["flushed"] is True
     # 5 spans per query, and the index built once per process (its embedding span)

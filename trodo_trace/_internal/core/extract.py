@@ -27,7 +27,8 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _int(value: Any) -> int | None:
+def token_count(value: Any) -> int | None:
+    """A token count: an int (not a bool), or a float with an integral value; else None."""
     if type(value) is int:
         return value
     if isinstance(value, bool) or value is None:
@@ -44,47 +45,47 @@ def _usage_from_block(block: Any) -> Usage | None:
     if block is None:
         return None
     # OpenAI Chat Completions
-    prompt = _int(_get(block, "prompt_tokens"))
-    completion = _int(_get(block, "completion_tokens"))
+    prompt = token_count(_get(block, "prompt_tokens"))
+    completion = token_count(_get(block, "completion_tokens"))
     if prompt is not None or completion is not None:
-        cached = _int(_get(_get(block, "prompt_tokens_details"), "cached_tokens"))
-        reasoning = _int(_get(_get(block, "completion_tokens_details"), "reasoning_tokens"))
+        cached = token_count(_get(_get(block, "prompt_tokens_details"), "cached_tokens"))
+        reasoning = token_count(_get(_get(block, "completion_tokens_details"), "reasoning_tokens"))
         return Usage(prompt, completion, cached, None, reasoning)
     # Gemini
-    prompt = _int(_get(block, "prompt_token_count"))
+    prompt = token_count(_get(block, "prompt_token_count"))
     if prompt is not None:
-        candidates = _int(_get(block, "candidates_token_count")) or 0
-        thoughts = _int(_get(block, "thoughts_token_count")) or 0
-        cached = _int(_get(block, "cached_content_token_count"))
+        candidates = token_count(_get(block, "candidates_token_count")) or 0
+        thoughts = token_count(_get(block, "thoughts_token_count")) or 0
+        cached = token_count(_get(block, "cached_content_token_count"))
         return Usage(prompt, candidates + thoughts, cached, None, thoughts or None)
     # Anthropic, OpenAI Responses, LangChain usage_metadata, Cohere billed units
-    input_tokens = _int(_get(block, "input_tokens"))
-    output_tokens = _int(_get(block, "output_tokens"))
+    input_tokens = token_count(_get(block, "input_tokens"))
+    output_tokens = token_count(_get(block, "output_tokens"))
     if input_tokens is None and output_tokens is None:
         for nested in ("billed_units", "tokens"):
             inner = _get(block, nested)
             if inner is not None:
                 return _usage_from_block(inner)
         return None
-    cache_read = _int(_get(block, "cache_read_input_tokens"))
-    cache_write = _int(_get(block, "cache_creation_input_tokens"))
+    cache_read = token_count(_get(block, "cache_read_input_tokens"))
+    cache_write = token_count(_get(block, "cache_creation_input_tokens"))
     if cache_read is not None or cache_write is not None:
         # Anthropic: input_tokens excludes cache reads and writes.
         total_in = (input_tokens or 0) + (cache_read or 0) + (cache_write or 0)
         return Usage(total_in, output_tokens, cache_read, cache_write, None)
     details = _get(block, "input_token_details")  # LangChain
     if details is not None:
-        reasoning = _int(_get(_get(block, "output_token_details"), "reasoning"))
+        reasoning = token_count(_get(_get(block, "output_token_details"), "reasoning"))
         return Usage(
             input_tokens,
             output_tokens,
-            _int(_get(details, "cache_read")),
-            _int(_get(details, "cache_creation")),
+            token_count(_get(details, "cache_read")),
+            token_count(_get(details, "cache_creation")),
             reasoning,
         )
     details = _get(block, "input_tokens_details")  # OpenAI Responses
-    reasoning = _int(_get(_get(block, "output_tokens_details"), "reasoning_tokens"))
-    return Usage(input_tokens, output_tokens, _int(_get(details, "cached_tokens")), None, reasoning)
+    reasoning = token_count(_get(_get(block, "output_tokens_details"), "reasoning_tokens"))
+    return Usage(input_tokens, output_tokens, token_count(_get(details, "cached_tokens")), None, reasoning)
 
 
 def extract_usage(result: Any) -> Usage | None:

@@ -33,6 +33,7 @@ from ..._internal.core import attrs as A
 from ..._internal.core import spans as S
 from ..._internal.core.errors import internal_error
 from ..._internal.core.extract import Usage, extract_usage
+from ..._internal.core.extract import token_count as count
 from ..._internal.export import dual
 
 logger = logging.getLogger("trodo_trace")
@@ -187,17 +188,6 @@ _ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True)
 
 def to_json(value: Any) -> str:
     return _ENCODER.encode(value)
-
-
-def count(value: Any) -> int | None:
-    """A token count: an int (not a bool), or a float with an integral value."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def usage_of(result: Any, shape: str = "") -> Usage | None:
