@@ -182,6 +182,10 @@ def _convert(obj: Any, limit: int) -> Any:
             return _set_items(obj)
         if isinstance(obj, (Sequence, ValuesView)):
             return _clip_items(iter(obj), len(obj))
+    except RecursionError:
+        # A cycle through converted objects (dataclasses, models) with no cycle markers in the C
+        # encoder: let it fail, so that to_json falls back to the walker, which writes "<cycle>".
+        raise
     except Exception:
         pass
     return _safe_repr(obj)
