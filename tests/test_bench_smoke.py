@@ -2,7 +2,8 @@
 
 The figures themselves live in ``make bench`` (BENCHMARKS.md), never in a test; these tests only
 catch a benchmark that broke (a schema change, a renamed option, a workload that no longer
-delivers its spans), which would otherwise show only on the next ``make bench``.
+delivers its spans), which would otherwise show only on the next ``make bench``. The benchmarks run
+in the project's .venv, so these tests run on the default Python only, not in the matrix.
 """
 
 from __future__ import annotations
