@@ -275,14 +275,22 @@ class SpanWriter:
         """One span attribute not in the cache as a whole field (``b""``: left out)."""
         kind = type(value)
         if kind is str:
-            if len(value) <= _CACHE_VALUE_CHARS:
-                return self._remember(self._pairs, key, value)
+            # Written inline (a miss must cost little: thousands of distinct short inputs in a run
+            # miss every time), and kept when short.
             key_bytes = _KEYS.get(key) if type(key) is str else None
             if key_bytes is not None:
                 data = value.encode() if value.isascii() else encodable(value).encode()
                 inner = _STRING + _varint(len(data)) + data
                 payload = key_bytes + _VALUE + _varint(len(inner)) + inner
-                return _ATTRIBUTE + _varint(len(payload)) + payload
+                field = _ATTRIBUTE + _varint(len(payload)) + payload
+                if len(value) <= _CACHE_VALUE_CHARS:
+                    pairs = self._pairs
+                    if len(pairs) >= _CACHE_ENTRIES:
+                        pairs.clear()
+                    pairs[(key, value)] = field
+                return field
+            if len(value) <= _CACHE_VALUE_CHARS:
+                return self._remember(self._pairs, key, value)
         elif kind is int:
             cached = self._ints.get((key, value))
             if cached is None:
