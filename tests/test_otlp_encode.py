@@ -282,3 +282,33 @@ def test_cached_attribute_bytes_never_stand_in_for_an_equal_value_of_another_typ
         ]
         assert [s.trace_id for s in sent] == [s.trace_id.to_bytes(16, "big") for s in order]
         assert {s.name for s in sent} == {"same name"}
+
+
+def test_a_run_of_more_distinct_short_values_than_the_cache_holds_is_written_exactly():
+    """Thousands of distinct short inputs and outputs (more than the attribute cache holds, so it is
+    emptied on the way) and keys seen for the first time: each span still decodes to the SDK
+    encoder's message, on the first pass and the second."""
+    from trodo_trace._internal.export import encode as encode_mod
+
+    trodo.init(endpoint="http://127.0.0.1:9", redact_secrets=False, service_name="encode-test")
+    ended = []
+    runtime = runtime_mod.get()
+    runtime.listeners.append(ended.append)
+    runtime.pipeline.submit = lambda span: None
+
+    @trodo.tool
+    def step(i):
+        return f"ré-{i}" if i % 3 else i
+
+    count = encode_mod._CACHE_ENTRIES // 2 + 200  # two distinct short strings per span: past the cap
+    with trodo.agent("wide"):
+        for i in range(count):
+            with trodo.tool(f"fresh {i % 7}") as span:
+                span.set_attribute(f"new.key.{i}", f"v{i}")  # a key never seen before
+            step(i)
+    writer = SpanWriter(runtime.resource, SCOPE)
+    for _ in range(2):
+        request = ExportTraceServiceRequest.FromString(encode_request([writer.span(s) for s in ended]))
+        _compare(request, _sdk_request(ended))
+    assert len(ended) == 2 * count + 1
+    assert len(writer._pairs) <= encode_mod._CACHE_ENTRIES
