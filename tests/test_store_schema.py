@@ -159,5 +159,7 @@ def test_reexported_spans_replace_their_rows_in_a_migrated_store_and_a_new_one(t
                 ("loose", {"service.name": "svc-a"})
             ]
         texts = [r[0] for r in _rows(path, "SELECT attributes FROM resources")]
+        # A new file takes 8 KiB pages; a migrated one keeps the pages it was written with.
+        assert _rows(path, "PRAGMA page_size") == [(8192 if path.name == "new.db" else 4096,)]
         assert len(texts) == len(set(texts))
         assert {'{"service.name":"svc-a"}', '{"service.name":"svc-b"}'} <= set(texts)
