@@ -99,7 +99,7 @@ def generate(path: Path, runs: int, spans: int, seed: int = 7) -> None:
             s0 = start + n * 1000
             span_rows.append(
                 (trace_id, span_id, None if n == 0 else root, run_id, agent if n == 0 else f"step-{n}", kind,
-                 s0, s0 + int(duration) // (1 if n == 0 else 4), "ok", None, None, json.dumps(attributes), "[]", "{}", None)
+                 s0, s0 + int(duration) // (1 if n == 0 else 4), "ok", None, None, json.dumps(attributes), "[]", None, None)
             )  # fmt: skip
         run_rows.append(
             (run_id, trace_id, root, agent, "run", user, conversation, None, status,

@@ -250,3 +250,32 @@ def test_stack_traces_keep_frames_and_lose_messages():
         '  File "app.py", line 9, in h\n'
         "ValueError\n"
     )
+
+
+def test_redaction_holds_after_more_attribute_names_than_the_scrubber_remembers(receiver):
+    """The scrubber remembers which attribute names carry content (bounded): after thousands of
+    distinct names have passed, documents are still masked and message content still redacted."""
+    from trodo_trace._internal.export import redact
+
+    trodo.init(endpoint=receiver.url, schedule_delay_ms=20, mask=lambda v: "<masked>" if v == "doc" else v)
+
+    @trodo.llm(model="gpt-4o-mini", provider="openai")
+    def noisy(batch):
+        span = trodo.current_span()
+        span.set_attributes({f"custom.field_{batch}_{n}": n for n in range(700)})
+        span.set_attribute("llm.input_messages.0.message.content", "key sk-proj-abcdefghijklmnopqrstuvwx")
+        return "ok"
+
+    @trodo.retrieval
+    def fetch(query):
+        return [{"id": "d", "content": "doc"}]
+
+    for batch in range(8):  # 5,600 names: past the bound, the remembered names are forgotten
+        noisy(batch)
+        fetch("q")
+    assert trodo.flush(5.0)
+    assert len(redact._CONTENT_KEY_CACHE) <= redact._SECRET_KEY_CACHE_SIZE
+    payload = _payload(receiver)
+    assert b"abcdefghijklmnopqrstuvwx" not in payload
+    assert payload.count(b"[REDACTED]") >= 8
+    assert payload.count(b"<masked>") >= 8

@@ -177,6 +177,8 @@ def test_costs_marked_incomplete_and_generators_closed_early(store):
     assert "[run] streamer  1.0 ms  CLOSED EARLY after 2 items" in generator
     data = json.loads(ok("--store", str(store), "show", RUN_U, "--json"))
     assert data["run"]["cost_incomplete"] is True and data["run"]["cost"] == 0.0
+    assert {span["resource"]["service.name"] for span in data["spans"]} == {"cli-store"}
+    assert all("resource_id" not in span for span in data["spans"])
 
 
 def test_show_content_prints_inputs_and_outputs_cut_and_stripped(store):

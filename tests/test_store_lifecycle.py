@@ -134,7 +134,8 @@ def test_store_from_a_newer_release_is_refused_untouched(tmp_path):
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     store = LocalStore(path)
     with pytest.raises(
-        StoreNotUnderstood, match=r"newer trodo_trace \(schema 7; this release reads up to 2\)"
+        StoreNotUnderstood,
+        match=rf"newer trodo_trace \(schema {SCHEMA_VERSION + 5}; this release reads up to {SCHEMA_VERSION}\)",
     ):
         store.open()
     store.close()

@@ -140,6 +140,8 @@ def test_export_jsonl_holds_every_run_span_and_event(demo_store, tmp_path):
         for s in r["spans"]
     }
     assert exported == stored_spans(demo_store)
+    # Each span carries its resource (stored once per distinct resource, read back with every span).
+    assert {s["resource"]["service.name"] for r in runs for s in r["spans"]} == {"trodo-demo"}
     assert result.stderr == f"Exported 3 runs ({len(exported)} spans) and 0 events to {out}\n"
 
 
@@ -155,6 +157,14 @@ def test_export_otlp_json_has_hex_ids_and_every_span(demo_store):
         for span in scope["spans"]
     ]
     got = {s["spanId"]: (s["traceId"], s.get("parentSpanId") or None, s["name"]) for s in spans}
+    services = {
+        attribute["value"]["stringValue"]
+        for request in requests
+        for resource in request["resourceSpans"]
+        for attribute in resource["resource"]["attributes"]
+        if attribute["key"] == "service.name"
+    }
+    assert services == {"trodo-demo"}
     assert got == {k: v[:3] for k, v in stored_spans(demo_store).items()}
 
 

@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .._internal.store import feedback as feedback_store
+from .._internal.store.local import SCHEMA_VERSION, LocalStore, StoreUnavailable
+from .._internal.store.queries import ROOT_OF_RUN, SPANS
 
 PAGE_SIZE = 50
 #: Sort keys of the runs list and the SQL each orders by (descending unless ``asc``).
@@ -41,6 +43,22 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A read-only connection to the store file (``ValueError`` if it is missing)."""
     if not os.path.isfile(path):
         raise ValueError(f"no local store at {path}")
+    conn = _connect_ro(path)
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
+        # A store written by an earlier release: migrated once, as the CLI and the SDK do.
+        conn.close()
+        store = LocalStore(path, create=False)
+        try:
+            store.open()
+        except StoreUnavailable as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            store.close()
+        conn = _connect_ro(path)
+    return conn
+
+
+def _connect_ro(path: str | os.PathLike[str]) -> sqlite3.Connection:
     conn = sqlite3.connect(f"{feedback_store.pathlib_uri(path)}?mode=ro", uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA query_only = ON")
@@ -181,7 +199,7 @@ class RunFilters:
             params.extend([_like(self.model), *[self.model] * len(_MODEL_KEYS)])
         if self.q:
             clauses.append(
-                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
+                f"EXISTS (SELECT 1 FROM spans s WHERE {ROOT_OF_RUN}"
                 " AND s.attributes LIKE ? ESCAPE '\\'"
                 " AND (COALESCE(json_extract(s.attributes, '$.\"input.value\"'), '') || ' ' ||"
                 " COALESCE(json_extract(s.attributes, '$.\"output.value\"'), '')) LIKE ? ESCAPE '\\')"
@@ -264,8 +282,8 @@ def decorate_runs(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
         row["turns"] = turns.get(conversation or "", 0)
         root = conn.execute(
             "SELECT json_extract(attributes, '$.\"trodo.run.cost_incomplete\"') FROM spans"
-            " WHERE trace_id = ? AND span_id = ?",
-            (row.get("trace_id"), row.get("root_span_id")),
+            " WHERE run_id = ? AND span_id = ? AND trace_id = ?",
+            (row.get("run_id"), row.get("root_span_id"), row.get("trace_id")),
         ).fetchone()
         row["cost_incomplete"] = bool(root and root[0])
         row["feedback"] = (
@@ -293,6 +311,7 @@ def distinct_names(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
 # -- one run ------------------------------------------------------------------------------------
 def span_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
+    data.pop("resource_id", None)
     data["attributes"] = _loads(data.get("attributes"), {})
     data["events"] = _loads(data.get("events"), [])
     data["resource"] = _loads(data.get("resource"), {})
@@ -312,12 +331,14 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
 
 
 def get_spans(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM spans WHERE run_id = ? ORDER BY start_ns, span_id", (run_id,))
+    rows = conn.execute(f"SELECT * FROM {SPANS} WHERE run_id = ? ORDER BY start_ns, span_id", (run_id,))
     return [span_dict(row) for row in rows.fetchall()]
 
 
 def get_span(conn: sqlite3.Connection, run_id: str, span_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM spans WHERE run_id = ? AND span_id = ?", (run_id, span_id)).fetchone()
+    row = conn.execute(
+        f"SELECT * FROM {SPANS} WHERE run_id = ? AND span_id = ?", (run_id, span_id)
+    ).fetchone()
     return span_dict(row) if row is not None else None
 
 
@@ -325,7 +346,7 @@ def sub_runs(conn: sqlite3.Connection, run_id: str, limit: int = 200) -> list[di
     """Sub-runs of a run, oldest first, each with the span it hangs under (``parent_span_id``)."""
     sql = (
         "SELECT r.*, s.parent_span_id AS parent_span_id FROM runs r {hint} LEFT JOIN spans s"
-        " ON s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
+        f" ON {ROOT_OF_RUN}"
         " WHERE r.parent_run_id = ? ORDER BY r.start_ns, r.run_id LIMIT ?"
     )
     try:

@@ -275,14 +275,19 @@ class Scrubber:
         if not self.capture_content:
             self._drop_content(attributes)
         elif span.kind in _KINDS_WITH_MESSAGES or len(attributes) > _FEW_ATTRIBUTES:
-            redact = self.redact
-            for key, value in list(attributes.items()):
-                if not isinstance(value, str):
-                    continue
-                if _is_doc_content(key):
+            keys = attributes.keys()
+            if not keys <= _CONTENT_KEY_CACHE.keys():  # names not seen before: classify them once
+                _classify_content_keys(keys)
+            for key in keys & _DOC_KEYS_SEEN:
+                value = attributes[key]
+                if isinstance(value, str):
                     attributes[key] = self.text(value)  # documents were not masked when captured
-                elif redact is not None and (key in _CAPTURED_KEYS or key.startswith(CONTENT_PREFIXES)):
-                    attributes[key] = redact(value)
+            redact = self.redact
+            if redact is not None:
+                for key in keys & _CONTENT_KEYS_SEEN:
+                    value = attributes[key]
+                    if isinstance(value, str):
+                        attributes[key] = redact(value)
         elif self.redact is not None:
             # Agent, tool and chain spans carry content only in input.value / output.value (unless
             # they have many attributes, scanned above): two lookups instead of a scan.
@@ -344,6 +349,29 @@ class Scrubber:
         if isinstance(stack, str):
             attributes["exception.stacktrace"] = self.redact(stack) if self.redact is not None else stack
         return name, timestamp, attributes
+
+
+#: Attribute names already sorted into document contents (masked and redacted), other content
+#: (redacted) or neither: a span's names are intersected with the first two sets instead of each
+#: name being tested against every prefix. Bounded (cleared when full).
+_CONTENT_KEY_CACHE: dict[Any, bool] = {}
+_DOC_KEYS_SEEN: set[Any] = set()
+_CONTENT_KEYS_SEEN: set[Any] = set()
+
+
+def _classify_content_keys(keys: Any) -> None:
+    """Sort ``keys`` (all of a span's names: the cache may be cleared first) into the sets above."""
+    if len(_CONTENT_KEY_CACHE) + len(keys) > _SECRET_KEY_CACHE_SIZE:
+        _CONTENT_KEY_CACHE.clear()
+        _DOC_KEYS_SEEN.clear()
+        _CONTENT_KEYS_SEEN.clear()
+    for key in keys:
+        text = type(key) is str
+        if text and _is_doc_content(key):
+            _DOC_KEYS_SEEN.add(key)
+        elif text and (key in _CAPTURED_KEYS or key.startswith(CONTENT_PREFIXES)):
+            _CONTENT_KEYS_SEEN.add(key)
+        _CONTENT_KEY_CACHE[key] = True
 
 
 _EVENT_CONTENT_KEYS = frozenset(

@@ -14,10 +14,18 @@ from .writer import loads
 #: The shortest run id prefix ``show`` and the other commands accept.
 MIN_PREFIX = 6
 
+#: A run's root span (``s``) of the run ``r``, found through the ``spans_run_id`` index.
+ROOT_OF_RUN = "s.run_id = r.run_id AND s.span_id = r.root_span_id AND s.trace_id = r.trace_id"
+
 #: Runs with ``closed_early``: the root span says a generator's caller stopped it before the end.
 RUNS = (
     "(SELECT r.*, (SELECT json_extract(s.attributes, '$.\"trodo.generator.closed_early\"') FROM spans s"
-    " WHERE s.trace_id = r.trace_id AND s.span_id = r.root_span_id) AS closed_early FROM runs r)"
+    f" WHERE {ROOT_OF_RUN}) AS closed_early FROM runs r)"
+)
+
+#: Spans with their resource's text (stored once in ``resources``).
+SPANS = (
+    "(SELECT s.*, res.attributes AS resource FROM spans s LEFT JOIN resources res ON res.id = s.resource_id)"
 )
 
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
@@ -35,6 +43,7 @@ def run_dict(row: sqlite3.Row) -> dict[str, Any]:
 def span_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
     data.pop("joined", None)
+    data.pop("resource_id", None)
     data["attributes"] = loads(data.get("attributes"), {})
     data["events"] = loads(data.get("events"), [])
     data["resource"] = loads(data.get("resource"), {})
@@ -58,7 +67,7 @@ class Queries:
     ) -> list[sqlite3.Row]:
         """``SELECT *`` with equality filters (None means no filter), ordering and limit."""
         used = {column: value for column, value in filters.items() if value is not None}
-        sql = f"SELECT * FROM {RUNS if table == 'runs' else table}"
+        sql = f"SELECT * FROM {RUNS if table == 'runs' else SPANS if table == 'spans' else table}"
         if used:
             sql += " WHERE " + " AND ".join(f"{column} = ?" for column in used)
         params = list(used.values())
@@ -158,8 +167,7 @@ class Queries:
         """Runs whose parent run is ``run_id``, newest first; ``parent_span_id`` is the span of the
         parent run that was current when each started (the parent of its root span)."""
         rows = self._query(
-            f"SELECT r.*, (SELECT s.parent_span_id FROM spans s WHERE s.trace_id = r.trace_id"
-            f" AND s.span_id = r.root_span_id) AS parent_span_id FROM {RUNS} r WHERE r.parent_run_id = ?"
+            f"SELECT r.*, (SELECT s.parent_span_id FROM spans s WHERE {ROOT_OF_RUN}) AS parent_span_id FROM {RUNS} r WHERE r.parent_run_id = ?"
             " ORDER BY r.start_ns DESC, r.run_id DESC",
             (run_id,),
         )

@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 #: The schema this release writes. Version 1: spans, runs, events. Version 2: ``runs.cost_incomplete``,
 #: ``spans.joined`` (rollups of runs joined from other processes), the ``push_log`` cursor of
-#: ``trodo-trace push``, an index on ``events.run_id``.
-SCHEMA_VERSION = 2
+#: ``trodo-trace push``, an index on ``events.run_id``. Version 3: each distinct resource stored once
+#: (``resources``, referenced by ``spans.resource_id``), and ``spans`` keyed for fast appends: a
+#: unique index on ``(start_ns, span_id, trace_id)`` (a re-exported span replaces its row) instead of
+#: the ``(trace_id, span_id)`` primary key, and ``spans_run_id`` on ``(run_id, span_id)``.
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -59,8 +62,34 @@ CREATE TABLE IF NOT EXISTS push_log (
 ) WITHOUT ROWID
 """
 
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, run_id, name, kind, start_ns, end_ns, status, status_message,"
+    " error_type, attributes, events"
+)
+
+# The spans table is rebuilt (SQLite cannot drop a primary key): rows are copied in start order,
+# their resources moved to ``resources``. Index keys that grow with time (start_ns first) keep a
+# batch's writes on the last pages of the index instead of one random page per span.
+_V3 = f"""
+CREATE TABLE resources (id INTEGER PRIMARY KEY, attributes TEXT NOT NULL UNIQUE);
+INSERT OR IGNORE INTO resources (attributes) SELECT DISTINCT COALESCE(resource, '{{}}') FROM spans;
+CREATE TABLE spans_v3 (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, run_id TEXT, name TEXT,
+    kind TEXT, start_ns INTEGER, end_ns INTEGER, status TEXT, status_message TEXT, error_type TEXT,
+    attributes TEXT, events TEXT, resource_id INTEGER, joined INTEGER
+);
+INSERT INTO spans_v3 ({_SPAN_COLUMNS}, resource_id, joined)
+    SELECT {_SPAN_COLUMNS}, (SELECT id FROM resources WHERE attributes = COALESCE(spans.resource, '{{}}')),
+    joined FROM spans ORDER BY start_ns;
+DROP TABLE spans;
+ALTER TABLE spans_v3 RENAME TO spans;
+CREATE UNIQUE INDEX spans_key ON spans (start_ns, span_id, trace_id);
+CREATE INDEX spans_run_id ON spans (run_id, span_id);
+CREATE INDEX spans_joined ON spans (run_id) WHERE joined = 1
+"""
+
 #: ``MIGRATIONS[n]`` takes a store from version ``n - 1`` to ``n``.
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 
 #: The tables every version has: a file with other tables and none of these is not a store.
 CORE_TABLES = frozenset(("spans", "runs", "events"))

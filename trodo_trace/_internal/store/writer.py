@@ -21,8 +21,10 @@ from ..export.convert import clean_attributes
 
 SPAN_COLUMNS = tuple(
     "trace_id span_id parent_span_id run_id name kind start_ns end_ns status status_message"
-    " error_type attributes events resource joined".split()
+    " error_type attributes events resource_id joined".split()
 )
+#: Where a span row (:class:`Batch`) holds its resource's JSON text; the table holds its id.
+RESOURCE = SPAN_COLUMNS.index("resource_id")
 RUN_COLUMNS = tuple(
     "run_id trace_id root_span_id name kind distinct_id conversation_id parent_run_id status"
     " error_summary start_ns end_ns duration_ms tokens_in tokens_out cost span_count tool_count"
@@ -37,7 +39,15 @@ def _insert_sql(verb: str, table: str, columns: Sequence[str]) -> str:
     return f"{verb} INTO {table} ({names}) VALUES ({marks})"
 
 
-INSERT_SPAN = _insert_sql("INSERT OR REPLACE", "spans", SPAN_COLUMNS)
+def _insert_span_sql(resource: str) -> str:
+    """``INSERT`` of a span row whose resource text (parameter 14, else unused) becomes ``resource``."""
+    marks = [f"?{n}" for n in range(1, len(SPAN_COLUMNS) + 1)]
+    marks[RESOURCE] = resource
+    return f"INSERT OR REPLACE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join(marks)})"
+
+
+# Rows sharing one resource (the usual batch) name its id; a mixed batch looks each one up.
+INSERT_SPAN_MIXED = _insert_span_sql(f"(SELECT id FROM resources WHERE attributes = ?{RESOURCE + 1})")
 UPSERT_RUN = _insert_sql("INSERT OR REPLACE", "runs", RUN_COLUMNS)
 # A run root without rollups only fills a gap; it never overwrites a full row.
 INSERT_RUN_FALLBACK = _insert_sql("INSERT OR IGNORE", "runs", RUN_COLUMNS)
@@ -346,8 +356,8 @@ _JOINED_TOTALS = (
     " WHERE run_id = ? AND joined = 1"
 )
 _ROOT_ATTRIBUTES = (
-    "SELECT s.attributes FROM runs r JOIN spans s ON s.trace_id = r.trace_id AND s.span_id = r.root_span_id"
-    " WHERE r.run_id = ? AND r.span_count IS NOT NULL"
+    "SELECT s.attributes FROM runs r JOIN spans s ON s.run_id = r.run_id AND s.span_id = r.root_span_id"
+    " AND s.trace_id = r.trace_id WHERE r.run_id = ? AND r.span_count IS NOT NULL"
 )
 
 
@@ -380,9 +390,23 @@ def _add_joined_spans(conn: Any, run_id: str) -> None:
     )
 
 
+def _resource_id(conn: Any, text: str) -> int:
+    """The id of this resource text, added if new (inside the caller's transaction)."""
+    conn.execute("INSERT OR IGNORE INTO resources (attributes) VALUES (?)", (text,))
+    return int(conn.execute("SELECT id FROM resources WHERE attributes = ?", (text,)).fetchone()[0])
+
+
 def write(conn: Any, batch: Batch) -> None:
     """Write ``batch`` inside the caller's transaction."""
-    conn.executemany(INSERT_SPAN, batch.spans)
+    rows = batch.spans
+    texts = {row[RESOURCE] for row in rows}
+    if len(texts) == 1 and (text := texts.pop()):
+        conn.executemany(_insert_span_sql(str(_resource_id(conn, text))), rows)
+    elif rows:
+        rows = [row if row[RESOURCE] else (*row[:RESOURCE], "{}", *row[RESOURCE + 1 :]) for row in rows]
+        for text in {row[RESOURCE] for row in rows}:
+            _resource_id(conn, text)
+        conn.executemany(INSERT_SPAN_MIXED, rows)
     if batch.fallback_runs:
         conn.executemany(INSERT_RUN_FALLBACK, batch.fallback_runs)
     if batch.runs:
