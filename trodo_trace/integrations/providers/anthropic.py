@@ -248,7 +248,7 @@ def _response(call: C.Call, message: Any) -> None:
         call.set(A.RESPONSE_MODEL, model)
     reason = C.get(message, "stop_reason")
     if isinstance(reason, str):
-        call.set(C.FINISH_REASONS, [reason])
+        call.set(C.FINISH_REASONS, (reason,))
     call.usage(C.usage_of(message, "anthropic"))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []

@@ -377,47 +377,66 @@ def _embedding_input(call: C.Call, value: Any) -> None:
 
 # -- responses ---------------------------------------------------------------------------------
 def _response_common(call: C.Call, result: Any, usage_shape: str = "") -> None:
-    response_id = C.get(result, "id")
-    if isinstance(response_id, str):
-        call.set(C.RESPONSE_ID, response_id)
-    model = C.get(result, "model")
-    if isinstance(model, str) and model:
-        call.set(A.RESPONSE_MODEL, model)
+    found: dict[str, Any] = {}
+    _response_ids(found, result)
+    call.set_many(found)
     call.usage(C.usage_of(result, usage_shape))
 
 
+def _response_ids(found: dict[str, Any], result: Any) -> None:
+    response_id = C.get(result, "id")
+    if isinstance(response_id, str):
+        found[C.RESPONSE_ID] = response_id
+    model = C.get(result, "model")
+    if isinstance(model, str) and model:
+        found[A.RESPONSE_MODEL] = model
+
+
 def _chat_response(call: C.Call, result: Any) -> None:
-    _response_common(call, result, "openai")
+    found: dict[str, Any] = {}
+    _response_ids(found, result)
+    call.set_many(found)
+    call.usage(C.usage_of(result, "openai"))
+    found = {}
     outputs = []
     reasons = []
+    capture = call.capture
     for index, choice in enumerate(C.get(result, "choices") or ()):
         message = C.get(choice, "message")
         reason = C.get(choice, "finish_reason")
         if isinstance(reason, str):
             reasons.append(reason)
-        outputs.append(_output_message(call, index, message))
+        outputs.append(_output_message(found, capture, index, message))
     if reasons:
-        call.set(C.FINISH_REASONS, reasons)
+        found[C.FINISH_REASONS] = tuple(reasons)  # a tuple: hashable, so the exporter can reuse its encoding
+    call.set_many(found)
     call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs[0] if len(outputs) == 1 else outputs)
 
 
-def _output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
+def _output_message(found: dict[str, Any], capture: bool, index: int, message: Any) -> dict[str, Any]:
+    """The output message's attributes (into ``found`` when content is captured), and its plain form."""
     role = C.get(message, "role") or "assistant"
     content = C.get(message, "content")
-    refusal = C.get(message, "refusal")
-    call.content(C.OI_OUTPUT.format(index, "role"), role)
-    text = C.text_of(content) if content is not None else refusal
-    call.content(C.OI_OUTPUT.format(index, "content"), text)
+    text = (content if type(content) is str else C.text_of(content)) if content is not None else None
+    if text is None:
+        text = C.get(message, "refusal")
     output: dict[str, Any] = {"role": role, "content": text}
+    if capture:
+        found[C.OI_OUTPUT.format(index, "role")] = role
+        if text is not None:
+            found[C.OI_OUTPUT.format(index, "content")] = text
     calls = []
     for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
         function = C.get(tool_call, "function")
         name, arguments = C.get(function, "name"), C.get(function, "arguments")
-        call.content(C.OI_TOOL_CALL.format(index, position, "function.name"), name)
-        call.content(C.OI_TOOL_CALL.format(index, position, "function.arguments"), arguments)
         tool_id = C.get(tool_call, "id")
-        if isinstance(tool_id, str):
-            call.content(C.OI_TOOL_CALL.format(index, position, "id"), tool_id)
+        if capture:
+            if name is not None:
+                found[C.OI_TOOL_CALL.format(index, position, "function.name")] = name
+            if arguments is not None:
+                found[C.OI_TOOL_CALL.format(index, position, "function.arguments")] = arguments
+            if isinstance(tool_id, str):
+                found[C.OI_TOOL_CALL.format(index, position, "id")] = tool_id
         calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
     if calls:
         output["tool_calls"] = calls
@@ -429,9 +448,9 @@ def _responses_response(call: C.Call, result: Any) -> None:
     status = C.get(result, "status")
     reason = C.get(C.get(result, "incomplete_details"), "reason")
     if isinstance(reason, str):
-        call.set(C.FINISH_REASONS, [reason])
+        call.set(C.FINISH_REASONS, (reason,))
     elif isinstance(status, str):
-        call.set(C.FINISH_REASONS, [status])
+        call.set(C.FINISH_REASONS, (status,))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for item in C.get(result, "output") or ():
@@ -453,7 +472,9 @@ def _responses_response(call: C.Call, result: Any) -> None:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    output = _output_message(call, 0, message)
+    found: dict[str, Any] = {}
+    output = _output_message(found, call.capture, 0, message)
+    call.set_many(found)
     call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
 
 
@@ -586,7 +607,11 @@ def _responses_stream(call: C.Call) -> C.StreamState:
         if response is not None:
             _response_common(call, response)
         if seen["text"]:
-            output = _output_message(call, 0, {"role": "assistant", "content": "".join(seen["text"])})
+            found: dict[str, Any] = {}
+            output = _output_message(
+                found, call.capture, 0, {"role": "assistant", "content": "".join(seen["text"])}
+            )
+            call.set_many(found)
             call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
 
     return C.StreamState(call, on_item, on_end)
