@@ -11,6 +11,8 @@ Each contender runs in its own process: trodo_trace and the untraced baseline in
 exports over OTLP/HTTP with a batching processor to one loopback sink started here. Reported per call:
 
 - ``wall``: wall time of the loop;
+- ``app thread cpu``: ``time.thread_time`` of the loop, the calling thread only (the SDK's work and
+  the tracer's work on that thread; a batching export thread is not in it);
 - ``process cpu``: ``time.process_time`` of the loop, all threads (the export thread too);
 - ``added``: the same minus the untraced baseline of the same mode, and trodo's as a ratio of each
   peer's (the target is at most 0.5 of the faster peer);
@@ -50,6 +52,7 @@ PEER_PACKAGES = {
     "openllmetry": ("opentelemetry-instrumentation-openai", *OTLP_HTTP),
 }
 MODES = ("create", "stream")
+KEYS = ("wall_us", "thread_us", "proc_us")
 
 WORKLOAD = textwrap.dedent(
     """
@@ -125,12 +128,13 @@ MEASURE = textwrap.dedent(
         call()
     loops = []
     for _ in range(REPEAT):
-        wall0, proc0 = time.perf_counter(), time.process_time()
+        wall0, thread0, proc0 = time.perf_counter(), time.thread_time(), time.process_time()
         for _ in range(RUNS):
             call()
         loops.append(
             {
                 "wall_us": (time.perf_counter() - wall0) / RUNS * 1e6,
+                "thread_us": (time.thread_time() - thread0) / RUNS * 1e6,
                 "proc_us": (time.process_time() - proc0) / RUNS * 1e6,
             }
         )
@@ -217,14 +221,14 @@ def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) 
         for entry in results[mode].values():
             loops = entry.pop("loops")
             entry["calls"] = (warmup + runs * repeat) * rounds
-            for key in ("wall_us", "proc_us"):
+            for key in KEYS:
                 values = [loop[key] for loop in loops]
                 if values:
                     entry[key] = min(values)
                     entry[key.replace("_us", "_median_us")] = statistics.median(values)
         base = results[mode].get("none", {})
         for entry in results[mode].values():
-            for key in ("wall_us", "proc_us"):
+            for key in KEYS:
                 if key in entry and key in base:
                     entry["added_" + key] = entry[key] - base[key]
     return results
@@ -232,9 +236,10 @@ def measure(names: list[str], runs: int, repeat: int, warmup: int, rounds: int) 
 
 def render(results: dict[str, Any]) -> str:
     """The markdown table: per call, absolute and added over the untraced baseline, per mode."""
-    headers = ["mode", "contender", "wall µs/call", "added wall µs", "process cpu µs", "added process cpu µs",
-               "trodo ÷ this (added wall / process cpu)", "trodo ÷ faster peer (wall / cpu)",
-               "spans at sink / calls"]  # fmt: skip
+    headers = ["mode", "contender", "wall µs/call", "added wall µs", "app thread cpu µs",
+               "added app thread cpu µs", "process cpu µs", "added process cpu µs",
+               "trodo ÷ this (added wall / thread cpu / process cpu)",
+               "trodo ÷ faster peer (wall / thread cpu / process cpu)", "spans at sink / calls"]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for mode, contenders in results.items():
         ours = contenders.get("trodo_trace", {})
@@ -245,7 +250,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{ours['added_' + key] / min(p['added_' + key] for p in peers):.2f}"
                 if min(p["added_" + key] for p in peers) > 0
                 else "-"
-                for key in ("wall_us", "proc_us")
+                for key in KEYS
             )
         for name, r in contenders.items():
             if "wall_us" not in r:
@@ -258,11 +263,12 @@ def render(results: dict[str, Any]) -> str:
             if name in PEERS and "added_wall_us" in ours:
                 ratio = " / ".join(
                     f"{ours['added_' + key] / r['added_' + key]:.2f}" if r.get("added_" + key, 0) > 0 else "-"
-                    for key in ("wall_us", "proc_us")
+                    for key in KEYS
                 )
             spans = f"{r['spans']:,} / {r['calls']:,}" if name != "none" else "-"
             lines.append(
                 f"| {mode} | {LABELS[name]} | {r['wall_us']:.0f} | {r.get('added_wall_us', 0):.0f} | "
+                f"{r['thread_us']:.0f} | {r.get('added_thread_us', 0):.0f} | "
                 f"{r['proc_us']:.0f} | {r.get('added_proc_us', 0):.0f} | {ratio} | "
                 f"{versus if name == 'trodo_trace' else ''} | {spans} |"
             )

@@ -154,3 +154,39 @@ def test_bad_provider_hosts_values():
         config = resolve({}, {"TRODO_PROVIDER_HOSTS": "=groq"})
     assert config.provider_hosts is None
     assert "TRODO_PROVIDER_HOSTS" in str(caught[0].message)
+
+
+def test_each_client_keeps_its_own_provider(fake_openai):
+    """The provider read from a client's base URL is remembered per URL, never mixed up between
+    clients: two hosts called in turn, an Azure client on the same server, a client whose base_url
+    is changed, and new provider_hosts after a second init each give the right provider."""
+    from trodo_trace.testing import FakeOpenAI
+
+    host = fake_openai.url.removeprefix("http://")
+    with FakeOpenAI() as other:
+        other_host = other.url.removeprefix("http://")
+        trodo.init(provider_hosts={host: "groq"})
+        named, plain = _client(fake_openai), _client(other)
+        azure = openai.AzureOpenAI(
+            azure_endpoint=fake_openai.url, api_key="k", api_version="2024-10-21", max_retries=0
+        )
+
+        def providers(*clients):
+            with capture() as traces:
+                for client in clients:
+                    client.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                    )
+            return [
+                (s.attributes["gen_ai.provider.name"], s.attributes["llm.provider"]) for s in traces.spans
+            ]
+
+        groq, default, azure_names = ("groq", "groq"), ("openai", "openai"), ("azure.ai.openai", "azure")
+        assert providers(named, plain, named, azure, plain) == [groq, default, groq, azure_names, default]
+        plain.base_url = fake_openai.base_url  # now sent to the named host
+        assert providers(plain, named) == [groq, groq]
+        plain.base_url = other.base_url
+        trodo.init(provider_hosts={other_host: "vllm"})  # new names: nothing remembered from before
+        assert providers(plain, named, azure) == [("vllm", "vllm"), default, azure_names]
+        for client in (named, plain, azure):
+            client.close()

@@ -34,6 +34,7 @@ from ..._internal.core import spans as S
 from ..._internal.core.errors import internal_error
 from ..._internal.core.extract import Usage, extract_usage
 from ..._internal.core.extract import token_count as count
+from ..._internal.core.tracing import _SPAN_KEY, attach_span, current_context, detach, start_span
 from ..._internal.export import dual
 
 logger = logging.getLogger("trodo_trace")
@@ -162,9 +163,16 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     if value is None or type(value) in _SCALARS or isinstance(value, (str, int, float, bool)):
         return value
     if type(value) is dict or _is_mapping(value):
-        return {
-            str(k): v if type(v) in _SCALARS else to_plain(v, depth + 1) for k, v in value.items() if given(v)
-        }
+        plain = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            key = k if type(k) is str else str(k)
+            if type(v) in _SCALARS:
+                plain[key] = v
+            elif given(v):
+                plain[key] = to_plain(v, depth + 1)
+        return plain
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
@@ -276,17 +284,26 @@ class Call:
         """Start the call's span under the current context (``parent``: the context the call was
         made in, when a GenAI instrumentation's span came in between), or merge into the current
         LLM span."""
-        from ..._internal.core.tracing import start_span
-
         rt = runtime()
         shadowed: int | None = None
-        outer = trace_api.get_current_span()
-        if not isinstance(outer, S.TrodoSpan) and outer.is_recording() and dual.is_genai_span(outer):
+        ctx = current_context()
+        outer = ctx.get(_SPAN_KEY)
+        if (
+            outer is not None
+            and not isinstance(outer, S.TrodoSpan)
+            and isinstance(outer, trace_api.Span)
+            and outer.is_recording()
+            and dual.is_genai_span(outer)
+        ):
             span_id = outer.get_span_context().span_id
             started_in = dual.genai_started_in(span_id)
             if started_in is not None:
                 parent, shadowed = started_in, span_id
-        current = S.span_from_context(parent)
+        if parent is not None:
+            ctx = parent
+        current = ctx.get(_SPAN_KEY)
+        if not isinstance(current, S.TrodoSpan):
+            current = None
         if merge and current is not None and current.end_ns is None and _merges(current, attributes):
             if shadowed is not None:
                 dual.shadow(shadowed, same_id=False)  # the enclosing LLM span stands for the call
@@ -295,7 +312,7 @@ class Call:
             with call._lock:
                 current.attributes[MERGED_CALLS] = (current.attributes.get(MERGED_CALLS) or 0) + 1
             return call
-        span = start_span(name, kind, attributes, ctx=parent)
+        span = start_span(name, kind, attributes, ctx=ctx)
         if shadowed is not None:
             span.span_id = shadowed  # the app's provider keeps the GenAI span, trodo's backend this one
             dual.shadow(shadowed, same_id=True)
@@ -310,8 +327,17 @@ class Call:
             attributes[key] = value
 
     def set_many(self, attributes: Mapping[str, Any]) -> None:
+        span_attributes = self.span.attributes
+        if self.span.end_ns is not None:
+            return
+        if self.own:
+            for key, value in attributes.items():
+                if value is not None:
+                    span_attributes[key] = value
+            return
         for key, value in attributes.items():
-            self.set(key, value)
+            if value is not None and key not in span_attributes:
+                span_attributes[key] = value
 
     def content(self, key: str, value: Any) -> None:
         """A message attribute: written only when content is captured."""
@@ -433,14 +459,12 @@ class use_call:
 
     def __enter__(self) -> Call:
         self.flag = IN_CALL.set(True)
-        self.token = (
-            otel_context.attach(trace_api.set_span_in_context(self.call.span)) if self.call.own else None
-        )
+        self.token = attach_span(self.call.span) if self.call.own else None
         return self.call
 
     def __exit__(self, *exc: Any) -> None:
         if self.token is not None:
-            otel_context.detach(self.token)
+            detach(self.token)
         IN_CALL.reset(self.flag)
 
 

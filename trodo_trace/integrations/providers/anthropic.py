@@ -185,20 +185,35 @@ def _manager_proxy(manager: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
     return Manager(manager)
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 # -- request -------------------------------------------------------------------------------------
 def _request(call: C.Call, kwargs: dict[str, Any]) -> None:
-    call.model(kwargs.get("model"), PROVIDER, PROVIDER)
+    found: dict[str, Any] = {}
+    model = kwargs.get("model")
+    if isinstance(model, str) and model:
+        found[A.REQUEST_MODEL] = found[A.OI_MODEL] = model
+    found[A.PROVIDER] = found[A.OI_PROVIDER] = PROVIDER
     temperature = kwargs.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        call.set(A.TEMPERATURE, float(temperature))
+        found[A.TEMPERATURE] = float(temperature)
     max_tokens = kwargs.get("max_tokens")
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        call.set(C.REQUEST_MAX_TOKENS, max_tokens)
+        found[C.REQUEST_MAX_TOKENS] = max_tokens
     top_p = kwargs.get("top_p")
     if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
-        call.set(C.REQUEST_TOP_P, float(top_p))
-    parameters = {k: C.to_plain(v) for k, v in kwargs.items() if k not in _NOT_PARAMETERS and C.given(v)}
-    call.set(C.INVOCATION_PARAMETERS, C.to_json(parameters))
+        found[C.REQUEST_TOP_P] = float(top_p)
+    parameters: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is None or key in _NOT_PARAMETERS:
+            continue
+        if type(value) in _SCALARS:
+            parameters[key] = value
+        elif C.given(value):
+            parameters[key] = C.to_plain(value)
+    found[C.INVOCATION_PARAMETERS] = C.to_json(parameters)
+    call.set_many(found)
     tools: Any = kwargs.get("tools")
     if C.given(tools):
         for index, tool in enumerate(tools):
@@ -248,7 +263,7 @@ def _response(call: C.Call, message: Any) -> None:
         call.set(A.RESPONSE_MODEL, model)
     reason = C.get(message, "stop_reason")
     if isinstance(reason, str):
-        call.set(C.FINISH_REASONS, [reason])
+        call.set(C.FINISH_REASONS, (reason,))
     call.usage(C.usage_of(message, "anthropic"))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []

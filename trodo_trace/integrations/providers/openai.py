@@ -191,45 +191,95 @@ def _raw_stream_proxy(raw: Any, call: C.Call, operation: str, is_async: bool) ->
 
 
 # -- request -----------------------------------------------------------------------------------
+#: id(base_url) -> (base_url, client type, provider_hosts, answer): a client's provider is read once
+#: per base URL object (a client given a new ``base_url`` gets a new URL object, so a new answer).
+_PROVIDERS: dict[int, tuple[Any, type, Any, tuple[str, str]]] = {}
+_PROVIDERS_MAX = 256
+
+
 def _provider(instance: Any) -> tuple[str, str]:
     client = getattr(instance, "_client", None)
-    if client is not None and type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
+    base_url = getattr(client, "base_url", None)
+    hosts = getattr(C.runtime().config, "provider_hosts", None)
+    cls = type(client)
+    cached = _PROVIDERS.get(id(base_url))
+    if cached is not None and cached[0] is base_url and cached[1] is cls and cached[2] is hosts:
+        return cached[3]
+    answer = _provider_of(cls, base_url, hosts)
+    if len(_PROVIDERS) >= _PROVIDERS_MAX:
+        _PROVIDERS.clear()
+    _PROVIDERS[id(base_url)] = (base_url, cls, hosts, answer)  # holds base_url: its id is not reused
+    return answer
+
+
+def _provider_of(cls: type, base_url: Any, hosts: Any) -> tuple[str, str]:
+    if cls.__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
         return "azure.ai.openai", "azure"
     # OpenAI-compatible hosts (Groq, DeepSeek, Ollama, ...): the provider the base URL names
-    base_url = getattr(client, "base_url", None)
     if base_url is None:
         return "openai", "openai"
-    return provider_for_url(str(base_url), getattr(C.runtime().config, "provider_hosts", None))
+    return provider_for_url(str(base_url), hosts)
+
+
+#: Per message index: its role, content, name and tool_call_id attribute keys.
+_INPUT_KEYS = [
+    tuple(C.OI_INPUT.format(i, key) for key in ("role", "content", "name", "tool_call_id")) for i in range(32)
+]
 
 
 def _request(call: C.Call, instance: Any, kwargs: dict[str, Any], operation: str) -> None:
+    """Everything the request says, written at once (content attributes only when captured)."""
     provider, oi_provider = _provider(instance)
-    call.model(kwargs.get("model"), provider, oi_provider)
+    found: dict[str, Any] = {}
+    model = kwargs.get("model")
+    if isinstance(model, str) and model:
+        found[A.REQUEST_MODEL] = found[A.OI_MODEL] = model
+    found[A.PROVIDER] = provider
+    found[A.OI_PROVIDER] = oi_provider
+    parameters: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is None or key in _NOT_PARAMETERS:
+            continue
+        if type(value) in _SCALARS:
+            parameters[key] = value
+        elif C.given(value):
+            parameters[key] = C.to_plain(value)
     temperature = kwargs.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        call.set(A.TEMPERATURE, float(temperature))
+        found[A.TEMPERATURE] = float(temperature)
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = kwargs.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            call.set(C.REQUEST_MAX_TOKENS, value)
+            found[C.REQUEST_MAX_TOKENS] = value
             break
     top_p = kwargs.get("top_p")
     if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
-        call.set(C.REQUEST_TOP_P, float(top_p))
-    parameters = {k: C.to_plain(v) for k, v in kwargs.items() if k not in _NOT_PARAMETERS and C.given(v)}
-    call.set(C.INVOCATION_PARAMETERS, C.to_json(parameters))
+        found[C.REQUEST_TOP_P] = float(top_p)
+    found[C.INVOCATION_PARAMETERS] = C.to_json(parameters)
     if operation == "embeddings":
-        call.set(C.OI_EMBEDDING_MODEL, kwargs.get("model"))
+        found[C.OI_EMBEDDING_MODEL] = model
+        call.set_many(found)
         _embedding_input(call, kwargs.get("input"))
         return
+    capture = call.capture
     tools: Any = kwargs.get("tools")
-    if C.given(tools):
+    if capture and C.given(tools):
         for index, tool in enumerate(tools):
-            call.content(C.OI_TOOL_SCHEMA.format(index), C.to_json(C.to_plain(tool)))
+            found[C.OI_TOOL_SCHEMA.format(index)] = C.to_json(C.to_plain(tool))
+    if not capture:
+        call.set_many(found)
+        return
     messages = _chat_input(kwargs) if operation == "chat" else _responses_input(kwargs)
     for index, message in enumerate(messages):
-        _input_message(call, index, message)
+        if type(message) is dict and index < len(_INPUT_KEYS):
+            _plain_input_message(found, _INPUT_KEYS[index], index, message)
+        else:
+            _input_message(found, index, message)
+    call.set_many(found)
     call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, {"messages": messages})
+
+
+_SCALARS = frozenset({str, int, float, bool})
 
 
 def _chat_input(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -270,22 +320,51 @@ def _responses_input(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
-def _input_message(call: C.Call, index: int, message: Any) -> None:
+def _plain_input_message(
+    found: dict[str, Any], keys: tuple[str, ...], index: int, message: dict[str, Any]
+) -> None:
+    """:func:`_input_message` for a plain dict message (what the SDKs are called with)."""
+    role = message.get("role")
+    if isinstance(role, str):
+        found[keys[0]] = role
+    content = message.get("content")
+    if content is not None:
+        found[keys[1]] = content if type(content) is str else C.text_of(content)
+    name = message.get("name")
+    if isinstance(name, str):
+        found[keys[2]] = name
+    tool_call_id = message.get("tool_call_id")
+    if isinstance(tool_call_id, str):
+        found[keys[3]] = tool_call_id
+    if message.get("tool_calls"):
+        _input_tool_calls(found, index, message["tool_calls"])
+
+
+def _input_message(found: dict[str, Any], index: int, message: Any) -> None:
     role = C.get(message, "role")
     if isinstance(role, str):
-        call.content(C.OI_INPUT.format(index, "role"), role)
-    call.content(C.OI_INPUT.format(index, "content"), C.text_of(C.get(message, "content")))
+        found[C.OI_INPUT.format(index, "role")] = role
+    content = C.text_of(C.get(message, "content"))
+    if content is not None:
+        found[C.OI_INPUT.format(index, "content")] = content
     for key in ("name", "tool_call_id"):
         value = C.get(message, key)
         if isinstance(value, str):
-            call.content(C.OI_INPUT.format(index, key), value)
-    for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
+            found[C.OI_INPUT.format(index, key)] = value
+    _input_tool_calls(found, index, C.get(message, "tool_calls"))
+
+
+def _input_tool_calls(found: dict[str, Any], index: int, tool_calls: Any) -> None:
+    for position, tool_call in enumerate(tool_calls or ()):
         function = C.get(tool_call, "function")
-        call.content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.name"), C.get(function, "name"))
+        name = C.get(function, "name")
+        if name is not None:
+            found[C.OI_INPUT_TOOL_CALL.format(index, position, "function.name")] = name
         arguments = C.get(function, "arguments")
         if arguments is not None and not isinstance(arguments, str):
             arguments = C.to_json(arguments)
-        call.content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.arguments"), arguments)
+        if arguments is not None:
+            found[C.OI_INPUT_TOOL_CALL.format(index, position, "function.arguments")] = arguments
 
 
 def _embedding_input(call: C.Call, value: Any) -> None:
@@ -298,47 +377,66 @@ def _embedding_input(call: C.Call, value: Any) -> None:
 
 # -- responses ---------------------------------------------------------------------------------
 def _response_common(call: C.Call, result: Any, usage_shape: str = "") -> None:
-    response_id = C.get(result, "id")
-    if isinstance(response_id, str):
-        call.set(C.RESPONSE_ID, response_id)
-    model = C.get(result, "model")
-    if isinstance(model, str) and model:
-        call.set(A.RESPONSE_MODEL, model)
+    found: dict[str, Any] = {}
+    _response_ids(found, result)
+    call.set_many(found)
     call.usage(C.usage_of(result, usage_shape))
 
 
+def _response_ids(found: dict[str, Any], result: Any) -> None:
+    response_id = C.get(result, "id")
+    if isinstance(response_id, str):
+        found[C.RESPONSE_ID] = response_id
+    model = C.get(result, "model")
+    if isinstance(model, str) and model:
+        found[A.RESPONSE_MODEL] = model
+
+
 def _chat_response(call: C.Call, result: Any) -> None:
-    _response_common(call, result, "openai")
+    found: dict[str, Any] = {}
+    _response_ids(found, result)
+    call.set_many(found)
+    call.usage(C.usage_of(result, "openai"))
+    found = {}
     outputs = []
     reasons = []
+    capture = call.capture
     for index, choice in enumerate(C.get(result, "choices") or ()):
         message = C.get(choice, "message")
         reason = C.get(choice, "finish_reason")
         if isinstance(reason, str):
             reasons.append(reason)
-        outputs.append(_output_message(call, index, message))
+        outputs.append(_output_message(found, capture, index, message))
     if reasons:
-        call.set(C.FINISH_REASONS, reasons)
+        found[C.FINISH_REASONS] = tuple(reasons)  # a tuple: hashable, so the exporter can reuse its encoding
+    call.set_many(found)
     call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, outputs[0] if len(outputs) == 1 else outputs)
 
 
-def _output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
+def _output_message(found: dict[str, Any], capture: bool, index: int, message: Any) -> dict[str, Any]:
+    """The output message's attributes (into ``found`` when content is captured), and its plain form."""
     role = C.get(message, "role") or "assistant"
     content = C.get(message, "content")
-    refusal = C.get(message, "refusal")
-    call.content(C.OI_OUTPUT.format(index, "role"), role)
-    text = C.text_of(content) if content is not None else refusal
-    call.content(C.OI_OUTPUT.format(index, "content"), text)
+    text = (content if type(content) is str else C.text_of(content)) if content is not None else None
+    if text is None:
+        text = C.get(message, "refusal")
     output: dict[str, Any] = {"role": role, "content": text}
+    if capture:
+        found[C.OI_OUTPUT.format(index, "role")] = role
+        if text is not None:
+            found[C.OI_OUTPUT.format(index, "content")] = text
     calls = []
     for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
         function = C.get(tool_call, "function")
         name, arguments = C.get(function, "name"), C.get(function, "arguments")
-        call.content(C.OI_TOOL_CALL.format(index, position, "function.name"), name)
-        call.content(C.OI_TOOL_CALL.format(index, position, "function.arguments"), arguments)
         tool_id = C.get(tool_call, "id")
-        if isinstance(tool_id, str):
-            call.content(C.OI_TOOL_CALL.format(index, position, "id"), tool_id)
+        if capture:
+            if name is not None:
+                found[C.OI_TOOL_CALL.format(index, position, "function.name")] = name
+            if arguments is not None:
+                found[C.OI_TOOL_CALL.format(index, position, "function.arguments")] = arguments
+            if isinstance(tool_id, str):
+                found[C.OI_TOOL_CALL.format(index, position, "id")] = tool_id
         calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
     if calls:
         output["tool_calls"] = calls
@@ -350,9 +448,9 @@ def _responses_response(call: C.Call, result: Any) -> None:
     status = C.get(result, "status")
     reason = C.get(C.get(result, "incomplete_details"), "reason")
     if isinstance(reason, str):
-        call.set(C.FINISH_REASONS, [reason])
+        call.set(C.FINISH_REASONS, (reason,))
     elif isinstance(status, str):
-        call.set(C.FINISH_REASONS, [status])
+        call.set(C.FINISH_REASONS, (status,))
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for item in C.get(result, "output") or ():
@@ -374,7 +472,9 @@ def _responses_response(call: C.Call, result: Any) -> None:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    output = _output_message(call, 0, message)
+    found: dict[str, Any] = {}
+    output = _output_message(found, call.capture, 0, message)
+    call.set_many(found)
     call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
 
 
@@ -507,7 +607,11 @@ def _responses_stream(call: C.Call) -> C.StreamState:
         if response is not None:
             _response_common(call, response)
         if seen["text"]:
-            output = _output_message(call, 0, {"role": "assistant", "content": "".join(seen["text"])})
+            found: dict[str, Any] = {}
+            output = _output_message(
+                found, call.capture, 0, {"role": "assistant", "content": "".join(seen["text"])}
+            )
+            call.set_many(found)
             call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
 
     return C.StreamState(call, on_item, on_end)
