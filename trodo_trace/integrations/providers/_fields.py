@@ -8,6 +8,7 @@ missing name is a dict miss. Values are the model's own, so every reader sees wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -27,3 +28,32 @@ def plain(value: Any, depth: int = 1) -> Any:
             if item is not None and not isinstance(item, (str, int, float)):
                 fields[key] = plain(item, depth - 1)
     return fields
+
+
+#: Per type: whether it is a pydantic (v2) model (a type's answer does not change).
+_IS_MODEL: dict[type, bool] = {}
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def fields(value: Any) -> Any:
+    """The fields of a dict or pydantic model as a mapping to read with ``.get`` (the model's own
+    ``__dict__``, merged with its extra fields when it has any; never a copy otherwise), an empty
+    mapping for ``None``; ``None`` for anything else (read it with ``getattr``)."""
+    cls = type(value)
+    if cls is dict:
+        return value
+    if value is None:
+        return _NO_FIELDS
+    model = _IS_MODEL.get(cls)
+    if model is None:
+        model = _IS_MODEL[cls] = type(getattr(cls, "__pydantic_fields__", None)) is dict
+    if model:
+        extra = value.__pydantic_extra__
+        return {**value.__dict__, **extra} if extra else value.__dict__
+    return value if isinstance(value, Mapping) else None
+
+
+def field(value: Any, name: str) -> Any:
+    """One field of a dict, pydantic model or other object; ``None`` when it has none."""
+    found = fields(value)
+    return found.get(name) if found is not None else getattr(value, name, None)

@@ -18,7 +18,6 @@ from typing import Any
 from ..._internal.core import attrs as A
 from . import _common as C
 from . import _shape
-from ._fields import plain
 
 PATCHES = C.Patches()
 SPAN_NAME = "litellm.completion"
@@ -126,7 +125,7 @@ def _finish(call: C.Call, result: Any, is_async: bool) -> Any:
     if type(result).__name__ == "CustomStreamWrapper" or not hasattr(result, "choices"):
         if hasattr(result, "__aiter__" if is_async else "__iter__"):
             return C.wrap_stream(result, _shape.chat_stream(call), is_async)
-    call.guard("response", _shape.chat_response, plain(result, 0))  # see _fields
+    call.guard("response", _shape.chat_response, result)
     call.end()
     return result
 
