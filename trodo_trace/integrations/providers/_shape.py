@@ -39,11 +39,12 @@ def request(
     call.model(model if model is not None else kwargs.get("model"), provider, oi_provider)
     parameters: dict[str, Any] = {}
     for key, value in kwargs.items():  # one pass: scalars as they are, the rest made plain
-        if key not in not_parameters:
-            if type(value) in _SCALARS:
-                parameters[key] = value
-            elif given(value):
-                parameters[key] = C.to_plain(value)
+        if value is None or value is Ellipsis or key in not_parameters:
+            continue  # Ellipsis: Cohere's omitted parameters, one per parameter it has
+        if type(value) in _SCALARS:
+            parameters[key] = value
+        elif given(value):
+            parameters[key] = C.to_plain(value)
     temperature = number(parameters.get("temperature"))
     if temperature is not None:
         call.set(A.TEMPERATURE, temperature)
