@@ -2,13 +2,16 @@
 
 Asking a pydantic model for a field it does not have raises inside its ``__getattr__``, which costs
 5-11 µs a time; the generic readers (``_common.get``, ``extract_usage``) probe many names per
-response. :func:`plain` turns a model into a dict of its fields (and extra fields) first, so a
-missing name is a dict miss. Values are the model's own, so every reader sees what it saw before.
+response. :func:`fields` gives a model's own field dict (a missing name is a dict miss, nothing is
+copied), :func:`field` and :func:`reader` read one name of a dict, model or other object, and
+:func:`plain` turns a model (and nested ones) into dicts for the generic readers. Values are the
+model's own, so every reader sees what it saw before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -57,3 +60,11 @@ def field(value: Any, name: str) -> Any:
     """One field of a dict, pydantic model or other object; ``None`` when it has none."""
     found = fields(value)
     return found.get(name) if found is not None else getattr(value, name, None)
+
+
+def reader(value: Any) -> Callable[[str], Any]:
+    """``name -> value`` for a dict (its ``get``: botocore's requests and responses are dicts) or,
+    through :func:`field`, anything else."""
+    if type(value) is dict:
+        return value.get
+    return functools.partial(field, value)
