@@ -78,12 +78,17 @@ def tools(call: C.Call, value: Any) -> None:
             call.content(C.OI_TOOL_SCHEMA.format(index), C.to_json(C.to_plain(tool)))
 
 
+def _flat(message: Any) -> bool:
+    """A dict of strings only: already its own plain value (``to_plain`` would copy it as is)."""
+    return type(message) is dict and all(type(k) is str and type(v) is str for k, v in message.items())
+
+
 def input_messages(call: C.Call, messages: Any) -> list[Any]:
     """Write ``llm.input_messages.*`` and ``input.value`` (content only: nothing without capture);
     return the plain messages."""
     if not call.capture or not given(messages):
         return []
-    plain = [C.to_plain(message) for message in messages]
+    plain = [message if _flat(message) else C.to_plain(message) for message in messages]
     content = call.content
     for index, message in enumerate(plain):
         found = fields(message)
