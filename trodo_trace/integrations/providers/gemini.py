@@ -199,7 +199,7 @@ def _messages(contents: Any) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     loose: list[Any] = []
     for item in contents:
-        if _is_content(item):
+        if type(item) is not str and _is_content(item):
             if loose:
                 messages.append(_message("user", loose))
                 loose = []
