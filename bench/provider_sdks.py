@@ -16,6 +16,14 @@ the noise. Reported per call, median over the block pairs:
   target is judged on;
 - ``added process cpu``: ``time.process_time`` of the worker (every thread: the export thread
   too, a flush ends each patched block inside its timing); the fake server is in another process;
+- ``added in-wrapper thread cpu``: the precise measure. The SDK method trodo_trace patches is
+  first replaced by a timing shim (so the patch wraps the shim), which adds up the calling thread's
+  CPU spent inside the SDK method; thread CPU outside it, patched block minus the restored block
+  next to it, is the work of the instrumentation alone (span, request and response reading, the
+  context plumbing), without the SDK call's own 1-9 ms and their noise;
+- ``≤ 50 µs``: judged on the calling-thread figure when three pairs in four agree; when its spread
+  straddles 50 µs it does not resolve the question, and the in-wrapper figure decides (the verdict
+  then says ``(in-wrapper)``);
 - ``spans / calls``: spans the sink received / patched calls made (every one must arrive).
 
 Run: ``.venv/bin/python bench/provider_sdks.py [--blocks 16] [--calls 200] [--sdk cohere ...]``;
@@ -95,11 +103,36 @@ CALLS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+#: SDK -> (module, class or "" for a module function, method): what trodo_trace patches for the call.
+PATCHED: dict[str, tuple[str, str, str]] = {
+    "bedrock": ("botocore.client", "BaseClient", "_make_api_call"),
+    "gemini": ("google.genai.models", "Models", "generate_content"),
+    "cohere": ("cohere.v2.raw_client", "RawV2Client", "chat"),
+    "mistral": ("mistralai.client.chat", "Chat", "complete"),
+    "litellm": ("litellm", "", "completion"),
+}
+
 WORKER = textwrap.dedent(
     """
-    import json, sys, time
+    import importlib, json, sys, time
     BASE, SINK, SDK = sys.argv[1], sys.argv[2], sys.argv[3]
     BLOCKS, CALLS, WARMUP = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    MODULE, OWNER, METHOD = sys.argv[7], sys.argv[8], sys.argv[9]
+    # A timing shim in place of the SDK method trodo_trace patches, installed first so that the patch
+    # wraps it: calling-thread CPU spent inside the SDK method, patched or not.
+    owner = importlib.import_module(MODULE)
+    owner = getattr(owner, OWNER) if OWNER else owner
+    sdk_method = owner.__dict__[METHOD]
+    inside = [0.0]
+
+    def shim(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return sdk_method(*args, **kwargs)
+        finally:
+            inside[0] += time.thread_time() - start
+
+    setattr(owner, METHOD, shim)
     import trodo_trace as trodo
     from trodo_trace.integrations import providers
     trodo.init(endpoint=SINK, service_name="bench", instrument=[SDK])
@@ -110,12 +143,15 @@ WORKER = textwrap.dedent(
 
     def block(patched):
         (providers.instrument if patched else providers.uninstrument)(SDK)
+        inside[0] = 0.0
         thread0, process0 = time.thread_time(), time.process_time()
         for _ in range(CALLS):
             call()
         thread = time.thread_time() - thread0
+        outside = thread - inside[0]
         flushed = trodo.flush(60.0) if patched else True  # the export of these spans counts too
-        return thread / CALLS * 1e6, (time.process_time() - process0) / CALLS * 1e6, bool(flushed)
+        process = time.process_time() - process0
+        return thread / CALLS * 1e6, process / CALLS * 1e6, outside / CALLS * 1e6, bool(flushed)
 
     for patched in (True, False):
         (providers.instrument if patched else providers.uninstrument)(SDK)
@@ -126,8 +162,8 @@ WORKER = textwrap.dedent(
     for index in range(BLOCKS):
         order = (True, False) if index % 2 == 0 else (False, True)
         result = {patched: block(patched) for patched in order}
-        flushed &= result[True][2]
-        pairs.append({"patched": result[True][:2], "restored": result[False][:2]})
+        flushed &= result[True][3]
+        pairs.append({"patched": result[True][:3], "restored": result[False][:3]})
     print(json.dumps({"pairs": pairs, "flushed": flushed, "calls": WARMUP + BLOCKS * CALLS}))
     """
 )
@@ -142,7 +178,7 @@ def measure(sdk: str, blocks: int, calls: int, warmup: int) -> dict[str, Any]:
     env = {"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env["TRODO_STORE"] = str(ROOT / "bench" / "results" / "bench.db")
     with OTLPSink() as sink, getattr(kit, fake_name)() as fake:
-        args = [fake.base_url, sink.url, sdk, str(blocks), str(calls), str(warmup)]
+        args = [fake.base_url, sink.url, sdk, str(blocks), str(calls), str(warmup), *PATCHED[sdk]]
         done = subprocess.run(
             [str(PYTHON), "-c", code, *args], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env
         )
@@ -152,7 +188,7 @@ def measure(sdk: str, blocks: int, calls: int, warmup: int) -> dict[str, Any]:
         spans = sink.take()
     pairs = result["pairs"]
     out: dict[str, Any] = {"spans": spans, "calls": result["calls"], "flushed": result["flushed"]}
-    for index, key in enumerate(("thread_us", "process_us")):
+    for index, key in enumerate(("thread_us", "process_us", "wrapper_us")):
         restored = [pair["restored"][index] for pair in pairs]
         added = [pair["patched"][index] - pair["restored"][index] for pair in pairs]
         out[key] = statistics.median(restored)
@@ -165,8 +201,8 @@ def measure(sdk: str, blocks: int, calls: int, warmup: int) -> dict[str, Any]:
 
 def render(results: dict[str, dict[str, Any]]) -> str:
     headers = ["SDK (call)", "calling thread cpu µs/call, uninstrumented", "added calling thread cpu µs (IQR)",
-               "process cpu µs/call, uninstrumented", "added process cpu µs (IQR)", "≤ 50 µs (IQR)",
-               "spans / calls"]  # fmt: skip
+               "process cpu µs/call, uninstrumented", "added process cpu µs (IQR)",
+               "added in-wrapper thread cpu µs (IQR)", "≤ 50 µs", "spans / calls"]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for sdk, r in results.items():
         label = f"{sdk} (`{CALLS[sdk][2].split('(')[0]}`)"
@@ -175,21 +211,28 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             continue
         spread = {
             key: " to ".join(f"{v:.0f}" for v in r[f"added_{key}_quartiles"])
-            for key in ("thread_us", "process_us")
+            for key in ("thread_us", "process_us", "wrapper_us")
         }
         lines.append(
             f"| {label} | {r['thread_us']:.0f} | {r['added_thread_us']:.0f} ({spread['thread_us']}) | "
             f"{r['process_us']:.0f} | {r['added_process_us']:.0f} ({spread['process_us']}) | "
-            f"{_verdict(r['added_thread_us_quartiles'])} | {r['spans']:,} / {r['calls']:,} |"
+            f"{r['added_wrapper_us']:.0f} ({spread['wrapper_us']}) | "
+            f"{_verdict(r['added_thread_us_quartiles'], r['added_wrapper_us_quartiles'])} | "
+            f"{r['spans']:,} / {r['calls']:,} |"
         )
     return "\n".join(lines)
 
 
-def _verdict(quartiles: list[float]) -> str:
-    """Met only when three pairs in four are within 50 µs; missed when three in four are above."""
+def _verdict(quartiles: list[float], wrapper_quartiles: list[float]) -> str:
+    """Met when three pairs in four are within 50 µs, missed when three in four are above; when the
+    calling-thread spread straddles 50 µs, the in-wrapper measure decides (said in the answer)."""
     if quartiles[-1] <= 50:
         return "yes"
-    return "no" if quartiles[0] > 50 else "not resolved (spread)"
+    if quartiles[0] > 50:
+        return "no"
+    if wrapper_quartiles[-1] <= 50:
+        return "yes (in-wrapper)"
+    return "no (in-wrapper)" if wrapper_quartiles[0] > 50 else "not resolved (spread)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -335,3 +335,48 @@ def test_typed_responses_are_read_as_their_fields_with_the_same_values():
     assert message["content"] == "Hi" and message["tool_calls"] is response.choices[0].message.tool_calls
     assert extract_usage(view) == extract_usage(response) == (7, 3, None, None, None)
     assert plain({"a": 1}) == {"a": 1} and plain("text") == "text" and plain(None) is None
+
+
+def test_direct_field_reads_match_the_generic_readers():
+    """``fields`` / ``field`` / ``reader`` read a typed response's own values (extra fields too)
+    without copying it, and ``_shape.usage`` / ``_shape.chat_response`` read it as the generic
+    ``extract_usage`` / ``plain`` path did, cached and reasoning token details included."""
+    from litellm.types.utils import ModelResponse
+    from mistralai.client.models import ChatCompletionResponse, UsageInfo
+
+    from trodo_trace._internal.core.extract import extract_usage
+    from trodo_trace.integrations.providers import _shape
+    from trodo_trace.integrations.providers._fields import field, fields, plain, reader
+
+    response = ChatCompletionResponse.model_validate(
+        {
+            "id": "r-1",
+            "object": "chat.completion",
+            "model": SMALL_MODEL,
+            "created": 1,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "extra_count": 4},
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
+            ],
+        }
+    )
+    assert fields(response) is response.__dict__  # no extra fields: the model's own dict
+    assert fields(response.usage)["extra_count"] == 4 and field(response.usage, "prompt_tokens") == 7
+    assert field(response, "no_such_field") is None and fields(None) == {} and fields("text") is None
+    assert reader({"a": 1})("a") == 1 and reader(response)("id") == "r-1"
+    assert _shape.usage(response.usage) == extract_usage(plain(response)) == (7, 3, None, None, None)
+    assert _shape.usage(UsageInfo(prompt_tokens=None, completion_tokens=None, total_tokens=None)) is None
+    litellm_response = ModelResponse(
+        model="gpt-4o-mini",
+        choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}],
+        usage={
+            "prompt_tokens": 9,
+            "completion_tokens": 5,
+            "total_tokens": 14,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 2},
+        },
+    )
+    assert _shape.usage(field(litellm_response, "usage")) == extract_usage(plain(litellm_response, 0))
+    assert _shape.usage(field(litellm_response, "usage")) == (9, 5, 4, None, 2)
+    assert _shape.usage({"input_tokens": 2, "output_tokens": 1}) == (2, 1, None, None, None)  # other shapes

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..._internal.core import attrs as A
-from ..._internal.core.extract import extract_usage
+from ..._internal.core.extract import Usage, extract_usage
+from ..._internal.core.extract import token_count as count
 from . import _common as C
+from ._fields import field, fields
 
 
 def given(value: Any) -> bool:
@@ -35,70 +37,108 @@ def request(
 ) -> None:
     """Model, provider, sampling parameters and ``llm.invocation_parameters``."""
     call.model(model if model is not None else kwargs.get("model"), provider, oi_provider)
-    temperature = number(kwargs.get("temperature"))
+    parameters: dict[str, Any] = {}
+    for key, value in kwargs.items():  # one pass: scalars as they are, the rest made plain
+        if value is None or value is Ellipsis or key in not_parameters:
+            continue  # Ellipsis: Cohere's omitted parameters, one per parameter it has
+        if type(value) in _SCALARS:
+            parameters[key] = value
+        elif given(value):
+            parameters[key] = C.to_plain(value)
+    temperature = number(parameters.get("temperature"))
     if temperature is not None:
         call.set(A.TEMPERATURE, temperature)
     for key in ("max_tokens", "max_completion_tokens"):
-        value = kwargs.get(key)
+        value = parameters.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             call.set(C.REQUEST_MAX_TOKENS, value)
             break
-    top_p = number(kwargs.get("top_p"))
+    top_p = number(parameters.get("top_p"))
     if top_p is not None:
         call.set(C.REQUEST_TOP_P, top_p)
-    parameters = {k: C.to_plain(v) for k, v in kwargs.items() if k not in not_parameters and given(v)}
     call.set(C.INVOCATION_PARAMETERS, C.to_json(parameters))
 
 
+_SCALARS = frozenset({str, int, float, bool})
+_INPUT_FIELDS = ("role", "content", "name", "tool_call_id")
+_OUTPUT_FIELDS = ("role", "content")
+#: ``llm.input_messages.<i>.message.<field>`` / ``llm.output_messages...`` names for the first
+#: messages, made once (a later index formats its names per call).
+_INPUT_KEYS = [tuple(C.OI_INPUT.format(i, f) for f in _INPUT_FIELDS) for i in range(32)]
+_OUTPUT_KEYS = [tuple(C.OI_OUTPUT.format(i, f) for f in _OUTPUT_FIELDS) for i in range(8)]
+
+
+def _keys(cache: list[tuple[str, ...]], pattern: str, names: tuple[str, ...], index: int) -> tuple[str, ...]:
+    return cache[index] if index < len(cache) else tuple(pattern.format(index, f) for f in names)
+
+
 def tools(call: C.Call, value: Any) -> None:
-    if given(value):
+    if given(value) and call.capture:
         for index, tool in enumerate(value):
             call.content(C.OI_TOOL_SCHEMA.format(index), C.to_json(C.to_plain(tool)))
 
 
+def _flat(message: Any) -> bool:
+    """A dict of strings only: already its own plain value (``to_plain`` would copy it as is)."""
+    return type(message) is dict and all(type(k) is str and type(v) is str for k, v in message.items())
+
+
 def input_messages(call: C.Call, messages: Any) -> list[Any]:
-    """Write ``llm.input_messages.*`` and ``input.value``; return the plain messages."""
-    plain = [C.to_plain(message) for message in messages] if given(messages) else []
+    """Write ``llm.input_messages.*`` and ``input.value`` (content only: nothing without capture);
+    return the plain messages."""
+    if not call.capture or not given(messages):
+        return []
+    plain = [message if _flat(message) else C.to_plain(message) for message in messages]
+    content = call.content
     for index, message in enumerate(plain):
-        role = C.get(message, "role")
+        found = fields(message)
+        if found is None:
+            found = {key: C.get(message, key) for key in (*_INPUT_FIELDS, "tool_calls")}
+        keys = _keys(_INPUT_KEYS, C.OI_INPUT, _INPUT_FIELDS, index)
+        role = found.get("role")
         if isinstance(role, str):
-            call.content(C.OI_INPUT.format(index, "role"), role)
-        call.content(C.OI_INPUT.format(index, "content"), C.text_of(C.get(message, "content")))
-        for key in ("name", "tool_call_id"):
-            value = C.get(message, key)
+            content(keys[0], role)
+        text = found.get("content")
+        content(keys[1], text if type(text) is str else C.text_of(text))
+        for position, name in ((2, "name"), (3, "tool_call_id")):
+            value = found.get(name)
             if isinstance(value, str):
-                call.content(C.OI_INPUT.format(index, key), value)
-        for position, tool_call in enumerate(C.get(message, "tool_calls") or ()):
+                content(keys[position], value)
+        for position, tool_call in enumerate(found.get("tool_calls") or ()):
             function = C.get(tool_call, "function")
             name = C.OI_INPUT_TOOL_CALL.format(index, position, "function.name")
-            call.content(name, C.get(function, "name"))
+            content(name, C.get(function, "name"))
             arguments = C.get(function, "arguments")
             if arguments is not None and not isinstance(arguments, str):
                 arguments = C.to_json(arguments)
-            call.content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.arguments"), arguments)
+            content(C.OI_INPUT_TOOL_CALL.format(index, position, "function.arguments"), arguments)
     call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, {"messages": plain})
     return plain
 
 
 def output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
     """Write ``llm.output_messages.<index>.*`` (with tool calls); return it as a plain dict."""
-    role = C.get(message, "role")
+    found = fields(message)
+    if found is None:
+        found = {key: C.get(message, key) for key in ("role", "content", "tool_calls")}
+    role = found.get("role")
     role = role if isinstance(role, str) and role else "assistant"
-    content = C.get(message, "content")
-    text = C.text_of(content) if given(content) else None
-    call.content(C.OI_OUTPUT.format(index, "role"), role)
-    call.content(C.OI_OUTPUT.format(index, "content"), text)
+    content = found.get("content")
+    text = content if type(content) is str else C.text_of(content) if given(content) else None
+    keys = _keys(_OUTPUT_KEYS, C.OI_OUTPUT, _OUTPUT_FIELDS, index)
+    call.content(keys[0], role)
+    call.content(keys[1], text)
     output: dict[str, Any] = {"role": role, "content": text}
     calls = []
-    tool_calls = C.get(message, "tool_calls")
+    tool_calls = found.get("tool_calls")
     for position, tool_call in enumerate(tool_calls if given(tool_calls) else ()):
-        function = C.get(tool_call, "function")
-        name, arguments = C.get(function, "name"), C.get(function, "arguments")
+        function = field(tool_call, "function")
+        name, arguments = field(function, "name"), field(function, "arguments")
         if arguments is not None and not isinstance(arguments, str):
             arguments = C.to_json(C.to_plain(arguments))
         call.content(C.OI_TOOL_CALL.format(index, position, "function.name"), name)
         call.content(C.OI_TOOL_CALL.format(index, position, "function.arguments"), arguments)
-        tool_id = C.get(tool_call, "id")
+        tool_id = field(tool_call, "id")
         if isinstance(tool_id, str):
             call.content(C.OI_TOOL_CALL.format(index, position, "id"), tool_id)
         calls.append(
@@ -112,21 +152,38 @@ def output_message(call: C.Call, index: int, message: Any) -> dict[str, Any]:
     return output
 
 
+def usage(block: Any) -> Usage | None:
+    """An OpenAI-shaped ``usage`` block (``prompt_tokens`` / ``completion_tokens`` and their
+    details) read field by field; any other shape through ``extract_usage``."""
+    found = fields(block)
+    if found is not None and block is not None:
+        prompt, completion = count(found.get("prompt_tokens")), count(found.get("completion_tokens"))
+        if prompt is not None or completion is not None:
+            cached = count(field(found.get("prompt_tokens_details"), "cached_tokens"))
+            reasoning = count(field(found.get("completion_tokens_details"), "reasoning_tokens"))
+            return Usage(prompt, completion, cached, None, reasoning)
+    return extract_usage({"usage": block}) if block is not None else None
+
+
 def chat_response(call: C.Call, result: Any) -> None:
-    """A chat completion: id, model, usage, finish reasons, the output message(s)."""
-    response_id = C.get(result, "id")
+    """A chat completion (a dict or the SDK's model): id, model, usage, finish reasons, the output
+    message(s)."""
+    found = fields(result)
+    if found is None:
+        found = {key: C.get(result, key) for key in ("id", "model", "usage", "choices")}
+    response_id = found.get("id")
     if isinstance(response_id, str):
         call.set(C.RESPONSE_ID, response_id)
-    model = C.get(result, "model")
+    model = found.get("model")
     if isinstance(model, str) and model:
         call.set(A.RESPONSE_MODEL, model)
-    call.usage(extract_usage(result))
+    call.usage(usage(found.get("usage")))
     outputs, reasons = [], []
-    for index, choice in enumerate(C.get(result, "choices") or ()):
-        reason = C.get(choice, "finish_reason")
+    for index, choice in enumerate(found.get("choices") or ()):
+        reason = field(choice, "finish_reason")
         if isinstance(reason, str):
             reasons.append(reason)
-        outputs.append(output_message(call, index, C.get(choice, "message")))
+        outputs.append(output_message(call, index, field(choice, "message")))
     if reasons:
         call.set(C.FINISH_REASONS, reasons)
     if outputs:

@@ -19,6 +19,7 @@ from ..._internal.core import attrs as A
 from ..._internal.core.extract import Usage
 from . import _common as C
 from . import anthropic as anthropic_format
+from ._fields import reader
 
 PATCHES = C.Patches()
 PROVIDER = "aws.bedrock"
@@ -145,25 +146,26 @@ def _request(
     model = params.get("modelId")
     call.model(model, PROVIDER, OI_PROVIDER)
     source = params if converse else body
-    config = C.get(source, "inferenceConfig") or C.get(source, "textGenerationConfig") or {}
-    temperature = _number(C.get(source, "temperature", C.get(config, "temperature")))
+    config = reader(source.get("inferenceConfig") or source.get("textGenerationConfig") or {})
+    temperature = _number(source.get("temperature", config("temperature")))
     if temperature is not None:
         call.set(A.TEMPERATURE, temperature)
-    for holder, key in (
-        (config, "maxTokens"),
-        (config, "max_new_tokens"),
-        (config, "maxTokenCount"),
-        (source, "max_tokens"),
-        (source, "max_gen_len"),
+    for value in (
+        config("maxTokens"),
+        config("max_new_tokens"),
+        config("maxTokenCount"),
+        source.get("max_tokens"),
+        source.get("max_gen_len"),
     ):
-        value = C.get(holder, key)
         if isinstance(value, int) and not isinstance(value, bool):
             call.set(C.REQUEST_MAX_TOKENS, value)
             break
-    top_p = _number(C.get(source, "top_p", C.get(config, "topP")))
+    top_p = _number(source.get("top_p", config("topP")))
     if top_p is not None:
         call.set(C.REQUEST_TOP_P, top_p)
-    parameters = {k: C.to_plain(v) for k, v in source.items() if k not in _NOT_PARAMETERS}
+    parameters = {
+        k: v if type(v) is str else C.to_plain(v) for k, v in source.items() if k not in _NOT_PARAMETERS
+    }
     if not converse:
         parameters["modelId"] = model
     call.set(C.INVOCATION_PARAMETERS, C.to_json(parameters))
@@ -204,15 +206,18 @@ def _blocks_text(blocks: Any) -> str | None:
 
 def _converse_message(message: Any) -> dict[str, Any]:
     """A Converse / Nova message (content blocks) as an OpenAI-style message."""
-    content = C.get(message, "content")
+    get = reader(message)
+    content = get("content")
     if not isinstance(content, list):
-        return {"role": C.get(message, "role"), "content": content}
+        return {"role": get("role"), "content": content}
     texts, tool_calls, others = [], [], []
     for block in content:
-        if isinstance(C.get(block, "text"), str):
-            texts.append(C.get(block, "text"))
-        elif C.get(block, "toolUse") is not None:
-            use = C.get(block, "toolUse")
+        part = reader(block)
+        text = part("text")
+        if isinstance(text, str):
+            texts.append(text)
+        elif part("toolUse") is not None:
+            use = part("toolUse")
             tool_calls.append(
                 {
                     "id": C.get(use, "toolUseId"),
@@ -221,7 +226,7 @@ def _converse_message(message: Any) -> dict[str, Any]:
             )
         else:
             others.append(C.to_json(block))
-    out: dict[str, Any] = {"role": C.get(message, "role"), "content": "\n".join(texts + others) or None}
+    out: dict[str, Any] = {"role": get("role"), "content": "\n".join(texts + others) or None}
     if tool_calls:
         out["tool_calls"] = tool_calls
     return out
@@ -257,12 +262,15 @@ def _converse_usage(usage: Any) -> Usage | None:
     """Converse / Nova usage: ``inputTokens`` leaves out cache reads and writes."""
     if usage is None:
         return None
-    read = C.get(usage, "cacheReadInputTokens", C.get(usage, "cacheReadInputTokenCount"))
-    write = C.get(usage, "cacheWriteInputTokens", C.get(usage, "cacheWriteInputTokenCount"))
+    get = reader(usage)
+    read = get("cacheReadInputTokens")
+    read = get("cacheReadInputTokenCount") if read is None else read
+    write = get("cacheWriteInputTokens")
+    write = get("cacheWriteInputTokenCount") if write is None else write
     read = read if isinstance(read, int) else None
     write = write if isinstance(write, int) else None
-    tokens_in = C.get(usage, "inputTokens")
-    tokens_out = C.get(usage, "outputTokens")
+    tokens_in = get("inputTokens")
+    tokens_out = get("outputTokens")
     if not isinstance(tokens_in, int) and not isinstance(tokens_out, int):
         return None
     total_in = (tokens_in or 0) + (read or 0) + (write or 0) if isinstance(tokens_in, int) else None

@@ -19,9 +19,10 @@ from typing import Any
 
 from ..._internal.core import attrs as A
 from ..._internal.core.extract import Usage, extract_usage
+from ..._internal.core.extract import token_count as count
 from . import _common as C
 from . import _shape
-from ._fields import plain
+from ._fields import field, fields, plain
 
 PATCHES = C.Patches()
 PROVIDER = "cohere"
@@ -273,21 +274,24 @@ _REQUEST: dict[str, Callable[[C.Call, dict[str, Any]], None]] = {
 
 # -- responses ---------------------------------------------------------------------------------
 def _chat_response(call: C.Call, response: Any) -> None:
-    response_id = C.get(response, "id")
+    found = fields(response)
+    if found is None:
+        found = {key: C.get(response, key) for key in ("id", "finish_reason", "usage", "message")}
+    response_id = found.get("id")
     if isinstance(response_id, str):
         call.set(C.RESPONSE_ID, response_id)
-    reason = C.get(response, "finish_reason")
+    reason = found.get("finish_reason")
     if isinstance(reason, str):
         call.set(C.FINISH_REASONS, [reason])
-    call.usage(_usage(C.get(response, "usage")))
-    message = C.get(response, "message")
-    texts = [C.get(part, "text") for part in C.get(message, "content") or ()]
+    call.usage(_usage(found.get("usage")))
+    message = found.get("message")
+    texts = [field(part, "text") for part in field(message, "content") or ()]
     text = "".join(t for t in texts if isinstance(t, str)) if texts else None
-    plan = C.get(message, "tool_plan")
+    plan = field(message, "tool_plan")
     if not text and isinstance(plan, str) and plan:
         text = plan  # a tool-calling reply says what it is about to do in its tool plan
     output = _shape.output_message(
-        call, 0, {"role": "assistant", "content": text, "tool_calls": C.get(message, "tool_calls")}
+        call, 0, {"role": "assistant", "content": text, "tool_calls": field(message, "tool_calls")}
     )
     call.capture_value(A.OUTPUT_VALUE, A.OUTPUT_MIME, output)
 
@@ -295,7 +299,13 @@ def _chat_response(call: C.Call, response: Any) -> None:
 def _usage(block: Any) -> Usage | None:
     """Billed units (what Cohere charges), else the raw token counts."""
     for key in ("billed_units", "tokens"):
-        usage = extract_usage({"usage": plain(C.get(block, key))})
+        units = field(block, key)
+        found = fields(units)
+        if found is not None and units is not None:  # Cohere's shape, read directly
+            input_tokens, output_tokens = count(found.get("input_tokens")), count(found.get("output_tokens"))
+            if input_tokens is not None or output_tokens is not None:
+                return Usage(input_tokens, output_tokens)
+        usage = extract_usage({"usage": plain(units)})
         if usage is not None and (usage.input_tokens is not None or usage.output_tokens is not None):
             return usage
     return None

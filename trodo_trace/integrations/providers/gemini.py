@@ -16,8 +16,9 @@ from typing import Any
 
 from ..._internal.core import attrs as A
 from ..._internal.core.extract import Usage, extract_usage
+from ..._internal.core.extract import token_count as count
 from . import _common as C
-from ._fields import plain
+from ._fields import field, fields, plain
 
 PATCHES = C.Patches()
 OI_PROVIDER = "google"
@@ -123,8 +124,9 @@ def _fields(value: Any) -> dict[str, Any]:
     """A config (pydantic model or dict) as a dict of its set fields."""
     if value is None:
         return {}
-    if isinstance(value, dict):
-        return {k: v for k, v in value.items() if v is not None}
+    found = fields(value)
+    if found is not None:
+        return {k: v for k, v in found.items() if v is not None}
     names = getattr(type(value), "model_fields", None) or {}
     return {name: getattr(value, name) for name in names if getattr(value, name, None) is not None}
 
@@ -197,7 +199,7 @@ def _messages(contents: Any) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     loose: list[Any] = []
     for item in contents:
-        if _is_content(item):
+        if type(item) is not str and _is_content(item):
             if loose:
                 messages.append(_message("user", loose))
                 loose = []
@@ -278,19 +280,33 @@ def _reason(value: Any) -> str | None:
 
 
 def _response(call: C.Call, response: Any) -> None:
-    response_id = C.get(response, "response_id")
+    found = fields(response)
+    if found is None:
+        found = {key: C.get(response, key) for key in ("response_id", "model_version", "candidates")}
+    response_id = found.get("response_id")
     if isinstance(response_id, str) and response_id:
         call.set(C.RESPONSE_ID, response_id)
-    model = C.get(response, "model_version")
+    model = found.get("model_version")
     if isinstance(model, str) and model:
         call.set(A.RESPONSE_MODEL, model)
-    call.usage(extract_usage(plain(response)))  # see _fields
-    candidates = list(C.get(response, "candidates") or ())
-    reasons = [_reason(C.get(c, "finish_reason")) for c in candidates]
+    call.usage(_usage(found.get("usage_metadata")) or extract_usage(plain(response)))  # see _fields
+    candidates = list(found.get("candidates") or ())
+    reasons = [_reason(field(c, "finish_reason")) for c in candidates]
     if any(reasons):
         call.set(C.FINISH_REASONS, [r for r in reasons if r])
-    outputs = [_message("model", C.get(C.get(c, "content"), "parts") or []) for c in candidates]
+    outputs = [_message("model", field(field(c, "content"), "parts") or []) for c in candidates]
     _outputs(call, outputs)
+
+
+def _usage(metadata: Any) -> Usage | None:
+    """Gemini's ``usage_metadata`` read field by field (what ``extract_usage`` makes of it)."""
+    found = fields(metadata)
+    prompt = count(found.get("prompt_token_count")) if found is not None and metadata is not None else None
+    if prompt is None:
+        return None
+    thoughts = count(found.get("thoughts_token_count")) or 0
+    output = (count(found.get("candidates_token_count")) or 0) + thoughts
+    return Usage(prompt, output, count(found.get("cached_content_token_count")), None, thoughts or None)
 
 
 def _outputs(call: C.Call, outputs: list[dict[str, Any]]) -> None:

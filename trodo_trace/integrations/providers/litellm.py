@@ -18,7 +18,7 @@ from typing import Any
 from ..._internal.core import attrs as A
 from . import _common as C
 from . import _shape
-from ._fields import plain
+from ._fields import field
 
 PATCHES = C.Patches()
 SPAN_NAME = "litellm.completion"
@@ -126,7 +126,7 @@ def _finish(call: C.Call, result: Any, is_async: bool) -> Any:
     if type(result).__name__ == "CustomStreamWrapper" or not hasattr(result, "choices"):
         if hasattr(result, "__aiter__" if is_async else "__iter__"):
             return C.wrap_stream(result, _shape.chat_stream(call), is_async)
-    call.guard("response", _shape.chat_response, plain(result, 0))  # see _fields
+    call.guard("response", _shape.chat_response, result)
     call.end()
     return result
 
@@ -150,7 +150,11 @@ def _names(provider: str) -> tuple[str, str]:
 def _resolved(call: C.Call, source: Any) -> None:
     """The provider and model LiteLLM resolved: a response's hidden params, a stream's or an error's
     attributes (reading them costs nothing, unlike asking LiteLLM to resolve the model again)."""
-    hidden = C.get(source, "_hidden_params")
+    private = getattr(source, "__pydantic_private__", None)  # a response's private attributes
+    if type(private) is dict and "_hidden_params" in private:
+        hidden = private["_hidden_params"]  # what ``ModelResponse.hidden_params`` reads, no lookup miss
+    else:
+        hidden = C.get(source, "_hidden_params")
     provider = (
         C.get(hidden, "custom_llm_provider")
         or C.get(source, "custom_llm_provider")
@@ -160,6 +164,6 @@ def _resolved(call: C.Call, source: Any) -> None:
         gen_ai, oi = _names(provider)
         call.set(A.PROVIDER, gen_ai)
         call.set(A.OI_PROVIDER, oi)
-    model = C.get(source, "model")
+    model = field(source, "model")
     if isinstance(model, str) and model:
         call.set(LITELLM_MODEL, model)

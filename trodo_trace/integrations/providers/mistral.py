@@ -15,7 +15,6 @@ from ..._internal.core import attrs as A
 from ..._internal.core.extract import extract_usage
 from . import _common as C
 from . import _shape
-from ._fields import plain
 
 PATCHES = C.Patches()
 PROVIDER = "mistral_ai"
@@ -107,8 +106,8 @@ def _finish(call: C.Call, operation: str, result: Any, is_async: bool) -> Any:
         return C.wrap_stream(result, _shape.chat_stream(call, unwrap="data"), is_async)
     if operation == "embeddings":
         call.guard("response", _embeddings_response, result)
-    else:  # the response's fields as dicts: a name it lacks costs a dict miss, not a pydantic error
-        call.guard("response", _shape.chat_response, plain(result, 1))
+    else:
+        call.guard("response", _shape.chat_response, result)
     call.end()
     return result
 
