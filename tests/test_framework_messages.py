@@ -6,6 +6,7 @@ every attribute comes from the framework handler itself."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from langchain_core.documents import Document
@@ -83,6 +84,30 @@ def test_langchain_content_off_keeps_parameters_only(fake_openai):
         k for k in span.attributes if k.startswith(("llm.input_messages", "llm.output_messages", "llm.tools"))
     ]
     assert "llm.invocation_parameters" in span.attributes
+
+
+def test_langchain_invocation_parameters_json_is_sorted():
+    """``llm.invocation_parameters`` is sorted-key JSON (the same text for the same parameters); a
+    value JSON cannot encode is written as its repr; private keys and secrets are left out."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    class Model(FakeListChatModel):
+        def _get_invocation_params(self, stop: Any = None, **kwargs: Any) -> dict[str, Any]:
+            return {
+                "zeta": 1,
+                "alpha": {"b": [1.5, None, "é"], "a": True},
+                "when": {2, 1},
+                "api_key": "sk-secret",
+                "_private": 3,
+            }
+
+    with capture() as traces:
+        Model(responses=["ok"]).invoke("hi", config={"callbacks": [TrodoCallbackHandler()]})
+    (span,) = traces.spans
+    assert span.attributes["llm.invocation_parameters"] == (
+        '{"alpha": {"a": true, "b": [1.5, null, "é"]}, "when": "{1, 2}", "zeta": 1}'
+    )
+    assert messages_of(span.attributes) == [{"role": "user", "content": "hi"}]
 
 
 def test_langchain_retriever_documents_keep_metadata():

@@ -207,3 +207,40 @@ def li_fixture() -> Iterator[TrodoLlamaIndexHandler]:
         handler.detach()
         Settings._llm, Settings._embed_model, llama_index.core.global_tokenizer = saved
     assert handler.internal_errors == 0
+
+
+def test_llm_settings_are_read_from_fields_properties_and_extras():
+    """The LLM request fields the handler reads (model, temperature, parameters) come from a
+    pydantic field, a property or an extra value alike; a name the object lacks reads as missing."""
+    from pydantic import BaseModel, ConfigDict
+
+    from trodo_trace.callbacks._llamaindex_extract import attr, llm_parameters, llm_request
+
+    class Settings_(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        temperature: float = 0.2
+
+        @property
+        def model(self) -> str:
+            return "gpt-4o-mini"
+
+    class Plain:
+        def __init__(self) -> None:
+            self.model_name = "plain-model"
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "top_p":
+                return 0.5
+            raise AttributeError(name)
+
+    settings = Settings_(max_tokens=64)
+    assert llm_request(settings) == ("gpt-4o-mini", 0.2)
+    assert llm_parameters(settings, {"class_name": "X", "context_window": 10}) == {
+        "context_window": 10,
+        "model": "gpt-4o-mini",
+        "temperature": 0.2,
+        "max_tokens": 64,
+    }
+    assert attr(settings, "top_p") is None and attr(settings, "__pydantic_extra__") == {"max_tokens": 64}
+    assert llm_request(Plain()) == ("plain-model", None)
+    assert attr(Plain(), "top_p") == 0.5 and attr(Plain(), "missing") is None

@@ -17,20 +17,19 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.runnables.config import var_child_runnable_config
-from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 
 from .._internal.core import spans
 from .._internal.core.errors import log_once
+from .._internal.core.tracing import attach as _attach
+from .._internal.core.tracing import current_context as _get_current
 from .._internal.core.tracing import start_span
 
 UNFINISHED = "trodo.langchain.unfinished"
 
 #: The OpenTelemetry context key of the current span (read off the API, not imported privately).
 _SPAN_KEY = next(iter(trace_api.set_span_in_context(trace_api.INVALID_SPAN, Context())))
-_get_current = otel_context.get_current
-_attach = otel_context.attach
 _thread_id = threading.get_ident
 
 #: Open LangChain runs beyond this many mean end callbacks are being missed: the oldest is ended.

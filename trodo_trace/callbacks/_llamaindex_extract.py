@@ -20,6 +20,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.response_synthesizers.base import BaseSynthesizer
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import BaseTool
+from pydantic import BaseModel
 
 from .._internal.core.extract import Usage, extract_response_model, extract_usage
 from .._internal.core.values import to_json
@@ -192,6 +193,39 @@ def provider(instance: Any) -> str | None:
     return None
 
 
+_PYDANTIC_GETATTR = getattr(BaseModel, "__getattr__", None)
+#: Whether a pydantic model class has a class attribute (a property, say) by this name; the
+#: metaclass answers a miss through its own ``__getattr__``, as slowly as an instance does.
+_ON_CLASS: dict[tuple[type, str], bool] = {}
+
+
+def _on_class(cls: type, name: str) -> bool:
+    found = _ON_CLASS.get((cls, name))
+    if found is None:
+        found = hasattr(cls, name)
+        if len(_ON_CLASS) < 4096:
+            _ON_CLASS[(cls, name)] = found
+    return found
+
+
+def attr(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)`` without pydantic's slow path for a name a model lacks (its
+    ``__getattr__`` costs microseconds per miss): fields are read from the instance dict, and a
+    pydantic model with no such field, extra or class attribute answers ``None`` at once."""
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and name in fields:
+        return fields[name]
+    if (
+        _PYDANTIC_GETATTR is not None
+        and getattr(type(obj), "__getattr__", None) is _PYDANTIC_GETATTR
+        and not _on_class(type(obj), name)
+        and name not in (obj.__pydantic_extra__ or ())
+        and not name.startswith("_")
+    ):
+        return None
+    return getattr(obj, name, None)
+
+
 def _model_name(value: Any) -> str | None:
     if isinstance(value, str) and value and value != "unknown":
         return value
@@ -200,10 +234,8 @@ def _model_name(value: Any) -> str | None:
 
 def llm_request(instance: Any) -> tuple[str | None, float | None]:
     """The model and temperature an LLM object is configured with (read from its fields)."""
-    model = _model_name(getattr(instance, "model", None)) or _model_name(
-        getattr(instance, "model_name", None)
-    )
-    temperature = getattr(instance, "temperature", None)
+    model = _model_name(attr(instance, "model")) or _model_name(attr(instance, "model_name"))
+    temperature = attr(instance, "temperature")
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
         temperature = None
     return model, temperature
@@ -213,7 +245,7 @@ def llm_parameters(instance: Any, model_dict: Mapping[str, Any] | None) -> dict[
     """An LLM call's parameters: the LLM's metadata from the start event plus its request fields."""
     parameters = {k: v for k, v in (model_dict or {}).items() if k != "class_name"}
     for key in ("model", "temperature", "max_tokens", "top_p", "additional_kwargs"):
-        value = getattr(instance, key, None)
+        value = attr(instance, key)
         if isinstance(value, (str, int, float, bool)) or (isinstance(value, Mapping) and value):
             parameters[key] = value
     return parameters
@@ -225,7 +257,7 @@ def model_from_payload(model_dict: Mapping[str, Any]) -> str | None:
 
 
 def embedding_model(instance: Any) -> str | None:
-    return _model_name(getattr(instance, "model_name", None)) or _model_name(getattr(instance, "model", None))
+    return _model_name(attr(instance, "model_name")) or _model_name(attr(instance, "model"))
 
 
 # -- inputs and outputs -----------------------------------------------------------------------

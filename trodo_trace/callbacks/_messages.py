@@ -31,7 +31,25 @@ _NOT_PARAMETERS = frozenset({"tools", "functions", "messages", "prompt", "api_ke
 
 
 #: One encoder for every call (``json.dumps`` with options builds a new one each time).
-_json = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True).encode
+_encode = json.JSONEncoder(default=repr, ensure_ascii=False, sort_keys=True).encode
+try:  # the C encoder with the same options, called directly (``encode`` rebuilds it per call)
+    from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
+
+    _c_encode: Any = c_make_encoder(None, repr, c_encode_basestring, None, ": ", ", ", True, False, True)
+except (ImportError, TypeError):  # pragma: no cover - interpreters without the C accelerator
+    _c_encode = None
+
+
+def _json(value: Any) -> str:
+    """``value`` as sorted-key JSON (anything JSON cannot encode as its ``repr``)."""
+    if _c_encode is not None:
+        try:
+            return "".join(_c_encode(value, 0))
+        except Exception:  # a cycle (no markers kept): the checking encoder reports it
+            pass
+    return _encode(value)
+
+
 _KEYS: dict[tuple[str, int], tuple[str, str, str]] = {}
 
 
@@ -114,9 +132,9 @@ def write_parameters(attributes: dict[str, Any], parameters: Any) -> None:
     """Request parameters (minus content and secrets) as ``llm.invocation_parameters`` JSON."""
     if isinstance(parameters, Mapping):
         kept = {
-            str(k): v
+            key: v
             for k, v in parameters.items()
-            if k not in _NOT_PARAMETERS and not str(k).startswith("_")
+            if k not in _NOT_PARAMETERS and not (key := k if type(k) is str else str(k)).startswith("_")
         }
         if kept:
             attributes[INVOCATION_PARAMETERS] = _json(kept)
@@ -124,7 +142,7 @@ def write_parameters(attributes: dict[str, Any], parameters: Any) -> None:
 
 def write_tags(attributes: dict[str, Any], tags: Any, hidden: str | None = None) -> None:
     """LangChain tags as OpenInference ``tag.tags``."""
-    if isinstance(tags, Sequence) and not isinstance(tags, str):
+    if type(tags) is list or (isinstance(tags, Sequence) and not isinstance(tags, str)):
         kept = [str(tag) for tag in tags if tag != hidden]
         if kept:
             attributes[TAGS] = kept

@@ -46,6 +46,14 @@ from ._llamaindex_spans import Core
 __all__ = ["TrodoLlamaIndexHandler", "instrument"]
 
 
+def _core_of(handler: Any) -> Core:
+    """A handler's :class:`Core`, read from pydantic's private-attribute dict: ``handler._core``
+    goes through pydantic's ``__getattr__`` (microseconds per read, and LlamaIndex makes three
+    calls per span it reports)."""
+    private = handler.__pydantic_private__
+    return private["_core"] if private is not None else handler._core  # type: ignore[no-any-return]
+
+
 class _SpanHandler(BaseSpanHandler[Any]):
     """Receives LlamaIndex's span enter/exit/drop notices. The core keeps its own map (spans of a
     stream outlive their LlamaIndex span), so nothing goes to the base class's ``open_spans``."""
@@ -69,18 +77,20 @@ class _SpanHandler(BaseSpanHandler[Any]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        core = _core_of(self)
         try:
-            self._core.enter(id_, bound_args, instance, parent_span_id, tags)
+            core.enter(id_, bound_args, instance, parent_span_id, tags)
         except Exception:
-            self._core.fail("span start")
+            core.fail("span start")
 
     def prepare_to_exit_span(
         self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
     ) -> None:
+        core = _core_of(self)
         try:
-            self._core.exit(id_, result)
+            core.exit(id_, result)
         except Exception:
-            self._core.fail("span exit")
+            core.fail("span exit")
 
     def prepare_to_drop_span(
         self,
@@ -90,10 +100,11 @@ class _SpanHandler(BaseSpanHandler[Any]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
+        core = _core_of(self)
         try:
-            self._core.drop(id_, err)
+            core.drop(id_, err)
         except Exception:
-            self._core.fail("span drop")
+            core.fail("span drop")
 
     def close(self) -> None:
         """Called by ``Dispatcher.shutdown()``: end the spans still open."""
@@ -114,10 +125,11 @@ class _EventHandler(BaseEventHandler):
         return "TrodoEventHandler"
 
     def handle(self, event: Any, **kwargs: Any) -> None:
+        core = _core_of(self)
         try:
-            self._core.event(event)
+            core.event(event)
         except Exception:
-            self._core.fail("event " + type(event).__name__)
+            core.fail("event " + type(event).__name__)
 
 
 class TrodoLlamaIndexHandler:
