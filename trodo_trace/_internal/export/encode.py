@@ -243,6 +243,13 @@ def clean_value(value: Any) -> Any:
     return value
 
 
+def _lookup(cache: dict[tuple[str, str], bytes], item: tuple[str, Any]) -> bytes | None:
+    try:
+        return cache.get(item)
+    except TypeError:
+        return None
+
+
 class SpanWriter:
     """Writes our finished spans as OTLP ``Span`` bytes, under one resource and scope."""
 
@@ -262,8 +269,8 @@ class SpanWriter:
             return [tag + encoded for encoded in self._key_values(attributes)]
         try:
             found: list[bytes | None] = list(map(self._pairs.get, attributes.items()))
-        except TypeError:  # an unhashable value (a list, say): each attribute the long way
-            found = [None] * len(attributes)
+        except TypeError:  # an unhashable value (a list, say): only that attribute the long way
+            found = [_lookup(self._pairs, item) for item in attributes.items()]
         if None in found:
             one = self._attribute
             for index, (key, value) in enumerate(attributes.items()):
