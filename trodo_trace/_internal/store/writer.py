@@ -40,14 +40,15 @@ def _insert_sql(verb: str, table: str, columns: Sequence[str]) -> str:
 
 
 def _insert_span_sql(resource: str) -> str:
-    """``INSERT`` of a span row whose resource text (parameter 14, else unused) becomes ``resource``."""
-    marks = [f"?{n}" for n in range(1, len(SPAN_COLUMNS) + 1)]
+    """``INSERT`` of a span row whose resource parameter is bound through ``resource`` (one ``?``)."""
+    marks = ["?"] * len(SPAN_COLUMNS)
     marks[RESOURCE] = resource
     return f"INSERT OR REPLACE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join(marks)})"
 
 
-# Rows sharing one resource (the usual batch) name its id; a mixed batch looks each one up.
-INSERT_SPAN_MIXED = _insert_span_sql(f"(SELECT id FROM resources WHERE attributes = ?{RESOURCE + 1})")
+# Rows sharing one resource (the usual batch) carry its id; a mixed batch looks each one up by text.
+INSERT_SPAN = _insert_span_sql("?")
+INSERT_SPAN_MIXED = _insert_span_sql("(SELECT id FROM resources WHERE attributes = ?)")
 UPSERT_RUN = _insert_sql("INSERT OR REPLACE", "runs", RUN_COLUMNS)
 # A run root without rollups only fills a gap; it never overwrites a full row.
 INSERT_RUN_FALLBACK = _insert_sql("INSERT OR IGNORE", "runs", RUN_COLUMNS)
@@ -401,7 +402,8 @@ def write(conn: Any, batch: Batch) -> None:
     rows = batch.spans
     texts = {row[RESOURCE] for row in rows}
     if len(texts) == 1 and (text := texts.pop()):
-        conn.executemany(_insert_span_sql(str(_resource_id(conn, text))), rows)
+        rid = _resource_id(conn, text)
+        conn.executemany(INSERT_SPAN, [(*row[:RESOURCE], rid, *row[RESOURCE + 1 :]) for row in rows])
     elif rows:
         rows = [row if row[RESOURCE] else (*row[:RESOURCE], "{}", *row[RESOURCE + 1 :]) for row in rows]
         for text in {row[RESOURCE] for row in rows}:
