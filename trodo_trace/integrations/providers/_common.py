@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from contextvars import ContextVar
 from typing import Any, cast
 
@@ -187,6 +187,20 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
     return repr(value)
+
+
+def parameters(kwargs: Mapping[str, Any], leave_out: Container[str]) -> dict[str, Any]:
+    """The request's keyword arguments as plain values, without ``None``, the SDKs' sentinels and
+    the keys in ``leave_out`` (those written as attributes of their own)."""
+    found: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is None or key in leave_out:
+            continue
+        if type(value) in _SCALARS:
+            found[key] = value
+        elif given(value):
+            found[key] = to_plain(value)
+    return found
 
 
 #: ``json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)``, without building an

@@ -185,9 +185,6 @@ def _manager_proxy(manager: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
     return Manager(manager)
 
 
-_SCALARS = frozenset({str, int, float, bool})
-
-
 # -- request -------------------------------------------------------------------------------------
 def _request(call: C.Call, kwargs: dict[str, Any]) -> None:
     found: dict[str, Any] = {}
@@ -204,14 +201,7 @@ def _request(call: C.Call, kwargs: dict[str, Any]) -> None:
     top_p = kwargs.get("top_p")
     if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
         found[C.REQUEST_TOP_P] = float(top_p)
-    parameters: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if value is None or key in _NOT_PARAMETERS:
-            continue
-        if type(value) in _SCALARS:
-            parameters[key] = value
-        elif C.given(value):
-            parameters[key] = C.to_plain(value)
+    parameters = C.parameters(kwargs, _NOT_PARAMETERS)
     found[C.INVOCATION_PARAMETERS] = C.to_json(parameters)
     call.set_many(found)
     tools: Any = kwargs.get("tools")

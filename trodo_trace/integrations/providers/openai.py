@@ -236,14 +236,7 @@ def _request(call: C.Call, instance: Any, kwargs: dict[str, Any], operation: str
         found[A.REQUEST_MODEL] = found[A.OI_MODEL] = model
     found[A.PROVIDER] = provider
     found[A.OI_PROVIDER] = oi_provider
-    parameters: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if value is None or key in _NOT_PARAMETERS:
-            continue
-        if type(value) in _SCALARS:
-            parameters[key] = value
-        elif C.given(value):
-            parameters[key] = C.to_plain(value)
+    parameters = C.parameters(kwargs, _NOT_PARAMETERS)
     temperature = kwargs.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
         found[A.TEMPERATURE] = float(temperature)
@@ -277,9 +270,6 @@ def _request(call: C.Call, instance: Any, kwargs: dict[str, Any], operation: str
             _input_message(found, index, message)
     call.set_many(found)
     call.capture_value(A.INPUT_VALUE, A.INPUT_MIME, {"messages": messages})
-
-
-_SCALARS = frozenset({str, int, float, bool})
 
 
 def _chat_input(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
