@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from typing import Any
 
 import pytest
 from mistralai.client import Mistral, errors
@@ -311,23 +312,11 @@ def test_sdk_imported_after_tracing_started_is_instrumented():
 def test_typed_responses_are_read_as_their_fields_with_the_same_values():
     """The cheap reader of pydantic responses: fields, extra fields and nested models become dicts
     holding the model's own values (a missing name is then a dict miss); other values pass as they are."""
-    from mistralai.client.models import ChatCompletionResponse
 
     from trodo_trace._internal.core.extract import extract_usage
     from trodo_trace.integrations.providers._fields import plain
 
-    response = ChatCompletionResponse.model_validate(
-        {
-            "id": "r-1",
-            "object": "chat.completion",
-            "model": SMALL_MODEL,
-            "created": 1,
-            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "extra_count": 4},
-            "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
-            ],
-        }
-    )
+    response = _typed_response()
     view = plain(response, 2)
     assert view["id"] == "r-1" and view["usage"]["extra_count"] == 4
     assert view["usage"]["prompt_tokens"] == 7
@@ -342,24 +331,13 @@ def test_direct_field_reads_match_the_generic_readers():
     without copying it, and ``_shape.usage`` / ``_shape.chat_response`` read it as the generic
     ``extract_usage`` / ``plain`` path did, cached and reasoning token details included."""
     from litellm.types.utils import ModelResponse
-    from mistralai.client.models import ChatCompletionResponse, UsageInfo
+    from mistralai.client.models import UsageInfo
 
     from trodo_trace._internal.core.extract import extract_usage
     from trodo_trace.integrations.providers import _shape
     from trodo_trace.integrations.providers._fields import field, fields, plain, reader
 
-    response = ChatCompletionResponse.model_validate(
-        {
-            "id": "r-1",
-            "object": "chat.completion",
-            "model": SMALL_MODEL,
-            "created": 1,
-            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "extra_count": 4},
-            "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
-            ],
-        }
-    )
+    response = _typed_response()
     assert fields(response) is response.__dict__  # no extra fields: the model's own dict
     assert fields(response.usage)["extra_count"] == 4 and field(response.usage, "prompt_tokens") == 7
     assert field(response, "no_such_field") is None and fields(None) == {} and fields("text") is None
@@ -380,3 +358,21 @@ def test_direct_field_reads_match_the_generic_readers():
     assert _shape.usage(field(litellm_response, "usage")) == extract_usage(plain(litellm_response, 0))
     assert _shape.usage(field(litellm_response, "usage")) == (9, 5, 4, None, 2)
     assert _shape.usage({"input_tokens": 2, "output_tokens": 1}) == (2, 1, None, None, None)  # other shapes
+
+
+def _typed_response() -> Any:
+    """A mistralai ``ChatCompletionResponse`` with an extra usage field, as the SDK parses one."""
+    from mistralai.client.models import ChatCompletionResponse
+
+    return ChatCompletionResponse.model_validate(
+        {
+            "id": "r-1",
+            "object": "chat.completion",
+            "model": SMALL_MODEL,
+            "created": 1,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "extra_count": 4},
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
+            ],
+        }
+    )
