@@ -116,6 +116,20 @@ def test_provider_overhead_openai() -> None:
         assert traced["flushed"] is True
         assert traced["spans"] == 20 + 5, results
         assert results[mode]["none"]["spans"] == 0
+        # The exact figures: the timing shims sat under and over the patch, and the export was counted.
+        untraced = results[mode]["none"]
+        assert traced["wrapper_us"] > untraced["wrapper_us"] >= 0, results
+        assert traced["export_us"] > 0, results
+        assert traced["added_exact_us"] == traced["exact_us"] - untraced["exact_us"]
+    # Without the peers there is no verdict, and the table says so instead of failing.
+    sys.path.insert(0, str(BENCH))
+    try:
+        import provider_overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    table = provider_overhead.render_exact(results)
+    assert "| create | trodo_trace (instrument_openai) |" in table, table
+    assert "- create, exact: not measured" in table and "- stream, exact: not measured" in table, table
 
 
 def test_provider_sdks() -> None:
