@@ -54,7 +54,9 @@ def test_store_write(source: str) -> None:
     assert match, out
     assert int(match.group(1).replace(",", "")) > 0
     assert re.search(r"file \d+\.\d MiB", out), out
-    alone = re.search(r"SQLite alone, the same rows prebuilt, same schema and settings: ([\d,]+) spans/s", out)
+    alone = re.search(
+        r"SQLite alone, the same rows prebuilt, same schema and settings: ([\d,]+) spans/s", out
+    )
     assert alone and int(alone.group(1).replace(",", "")) > 0, out
 
 
