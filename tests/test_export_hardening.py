@@ -462,6 +462,41 @@ def test_stats_after_a_shutdown_that_timed_out_count_the_in_flight_batch_once(re
     assert stats["recovered_rejected"] == 0
 
 
+@pytest.mark.parametrize("spawned", [True, False])
+def test_a_worker_start_that_raises_recursion_error_still_exports_everything_through_one_worker(
+    tmp_path, spawned
+):
+    """``Thread.start()`` waits for the new thread in Python code, so at the recursion limit it can raise
+    after the thread was spawned (Python 3.12+), or before: either way every span is exported by exactly
+    one worker, and flush() says so. The failure is injected into the standard library's start()."""
+    code = f"""
+import json, threading, trodo_trace as trodo
+
+original = threading.Thread.start
+failed = []
+
+def start(self):
+    if self.name == "trodo-span-export" and not failed:
+        failed.append(self.name)
+        if {spawned!r}:
+            original(self)
+        raise RecursionError("maximum recursion depth exceeded")
+    original(self)
+
+threading.Thread.start = start
+for index in range(3):
+    with trodo.agent(f"run-{{index}}"):
+        with trodo.tool("step"):
+            pass
+ok = trodo.flush(10)
+stats = trodo.stats()
+workers = sum(thread.name == "trodo-span-export" for thread in threading.enumerate())
+print(json.dumps([failed, ok, stats["started"], stats["exported"], workers]))
+"""
+    result = run_script(code, tmp_path)
+    assert _last_json(result) == [["trodo-span-export"], True, 6, 6, 1], result.stderr
+
+
 def test_recursion_to_the_limit_through_traced_calls_ends_every_span(tmp_path):
     """Recursing through a decorated function until RecursionError: the user's error comes back, every span ends."""
     code = """

@@ -102,6 +102,10 @@ class Pipeline:
         #: new threads then, e.g. for the first span of a thread that outlives the main thread), so
         #: flush() and shutdown() export in the calling thread instead.
         self._inline = False
+        #: ``Thread.start()`` raised ``RecursionError`` (the first item was submitted at the recursion
+        #: limit): it waits for the new thread in Python code, so the thread may or may not exist. The
+        #: worker clears this when it runs; flush() starts another if it never does.
+        self._unconfirmed = False
 
     def after_fork_in_child(self) -> None:
         """The parent exports what it had queued; the child starts empty with a new worker."""
@@ -150,12 +154,31 @@ class Pipeline:
             if self._thread is not None:
                 return
             thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._unconfirmed = True  # before start(): the new worker clears it as it begins
             try:
                 thread.start()
+            except RecursionError:  # maybe after the thread was spawned: see _confirm_started()
+                pass
             except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                self._unconfirmed = False
                 self._inline = True
                 return
+            else:
+                self._unconfirmed = False
             self._thread = thread
+
+    def _confirm_started(self) -> None:
+        """After a start that raised at the recursion limit: wait (at most a second) for that worker
+        to run, and start another when it never does. Two workers never drain the same queue."""
+        deadline = time.monotonic() + 1.0
+        while self._unconfirmed and time.monotonic() < deadline:
+            time.sleep(0.002)
+        with self._start_lock:
+            if not self._unconfirmed:
+                return
+            self._unconfirmed = False
+            self._thread = None
+        self._start()
 
     def ensure_started(self) -> None:
         """Start the worker now (it otherwise starts with the first item)."""
@@ -172,6 +195,7 @@ class Pipeline:
 
     # -- worker ------------------------------------------------------------------------------
     def _run(self) -> None:
+        self._unconfirmed = False
         while True:
             self._wake.wait(self._interval_s)
             self._wake.clear()
@@ -263,6 +287,8 @@ class Pipeline:
         """Wait until everything submitted so far is processed; ``True`` if it was all exported."""
         target = self._submitted.value
         failed_before = self.failed
+        if self._unconfirmed:
+            self._confirm_started()
         if self._thread is None:
             if target == 0:
                 return True
