@@ -17,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from spans import readable_span
 
 from trodo_trace._internal.store.local import (
     LocalStore,
@@ -37,22 +38,11 @@ TRACE_A = 0xA1
 TRACE_C = 0xC3
 
 
-def _ctx(trace_id: int, span_id: int) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-
-
 def _span(name, trace_id, span_id, parent_id=None, *, start, end, attrs, events=(), status=None):
-    return ReadableSpan(
-        name=name,
-        context=_ctx(trace_id, span_id),
-        parent=_ctx(trace_id, parent_id) if parent_id is not None else None,
-        resource=RESOURCE,
-        attributes=attrs,
-        events=events,
-        status=status or Status(StatusCode.OK),
-        start_time=start,
-        end_time=end,
-    )
+    return readable_span(
+        name, trace_id, span_id, parent_id, start=start, end=end, attrs=attrs, resource=RESOURCE,
+        events=events, status=status,
+    )  # fmt: skip
 
 
 def run_a_spans() -> list[ReadableSpan]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from spans import readable_span
 
 from trodo_trace._internal.store.local import SCHEMA_VERSION, LocalStore
 from trodo_trace.ui import queries as ui_queries
@@ -117,19 +117,11 @@ def test_dashboard_reads_a_store_of_schema_2_after_migrating_it(tmp_path):
 def _span(
     name: str, span_id: int, *, service: str, run_id: str | None, parent: int | None = None
 ) -> ReadableSpan:
-    def ctx(sid: int) -> SpanContext:
-        return SpanContext(0xABC, sid, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-
     attrs = {"trodo.span.kind": "tool"} | ({"trodo.run.id": run_id} if run_id else {})
-    return ReadableSpan(
-        name=name,
-        context=ctx(span_id),
-        parent=ctx(parent) if parent is not None else None,
-        resource=Resource({"service.name": service}),
-        attributes=attrs,
-        status=Status(StatusCode.OK),
-        start_time=T0 + span_id * MS,
-        end_time=T0 + span_id * MS + MS,
+    start = T0 + span_id * MS
+    resource = Resource({"service.name": service})
+    return readable_span(
+        name, 0xABC, span_id, parent, start=start, end=start + MS, attrs=attrs, resource=resource
     )
 
 
