@@ -135,29 +135,68 @@ WORKER = textwrap.dedent(
     setattr(owner, METHOD, shim)
     import trodo_trace as trodo
     from trodo_trace.integrations import providers
-    trodo.init(endpoint=SINK, service_name="bench", instrument=[SDK])
+    MODE = sys.argv[10]
+    if MODE == "trodo":  # trodo_trace's instrumentation of the SDK
+        trodo.init(endpoint=SINK, service_name="bench", instrument=[SDK])
+        flush = trodo.flush
+
+        def patch(on):
+            (providers.instrument if on else providers.uninstrument)(SDK)
+    else:  # a floor: one bare span around the same method, nothing read
+        import wrapt
+        if MODE == "span":  # trodo_trace's span of a provider call, with nothing read or written
+            trodo.init(endpoint=SINK, service_name="bench", instrument=False)
+            from trodo_trace.integrations.providers import _common as C
+            flush = trodo.flush
+
+            def bare(wrapped, instance, args, kwargs):
+                call = C.Call.start("bench.call", "llm", {"gen_ai.operation.name": "chat"})
+                try:
+                    with C.use_call(call):
+                        return wrapped(*args, **kwargs)
+                finally:
+                    call.end()
+        else:  # the OpenTelemetry SDK's span, exported by its BatchSpanProcessor over OTLP/HTTP
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=SINK + "/v1/traces")))
+            tracer = provider.get_tracer("bench")
+
+            def flush(timeout):
+                return provider.force_flush(int(timeout * 1000))
+
+            def bare(wrapped, instance, args, kwargs):
+                with tracer.start_as_current_span("bench.call", attributes={"gen_ai.operation.name": "chat"}):
+                    return wrapped(*args, **kwargs)
+        wrapped_shim = wrapt.FunctionWrapper(shim, bare)
+
+        def patch(on):
+            setattr(owner, METHOD, wrapped_shim if on else shim)
     __SETUP__
 
     def call():
         __CALL__
 
     def block(patched):
-        (providers.instrument if patched else providers.uninstrument)(SDK)
+        patch(patched)
         inside[0] = 0.0
         thread0, process0 = time.thread_time(), time.process_time()
         for _ in range(CALLS):
             call()
         thread = time.thread_time() - thread0
         outside = thread - inside[0]
-        flushed = trodo.flush(60.0) if patched else True  # the export of these spans counts too
+        flushed = flush(60.0) if patched else True  # the export of these spans counts too
         process = time.process_time() - process0
         return thread / CALLS * 1e6, process / CALLS * 1e6, outside / CALLS * 1e6, bool(flushed)
 
     for patched in (True, False):
-        (providers.instrument if patched else providers.uninstrument)(SDK)
+        patch(patched)
         for _ in range(WARMUP):
             call()
-    trodo.flush(60.0)
+    flush(60.0)
     pairs, flushed = [], True
     for index in range(BLOCKS):
         order = (True, False) if index % 2 == 0 else (False, True)
@@ -169,8 +208,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def measure(sdk: str, blocks: int, calls: int, warmup: int) -> dict[str, Any]:
-    """One worker process for one SDK: per-call figures, median and best over the block pairs."""
+def measure(sdk: str, blocks: int, calls: int, warmup: int, mode: str = "trodo") -> dict[str, Any]:
+    """One worker process for one SDK: per-call figures, median and spread over the block pairs.
+    ``mode``: ``trodo`` (its instrumentation of the SDK) or a floor, one bare span around the same
+    method with nothing read: ``span`` (trodo_trace's) or ``otel`` (the OpenTelemetry SDK's)."""
     import trodo_trace.testing as kit
 
     fake_name, setup_code, call_code = CALLS[sdk]
@@ -178,7 +219,7 @@ def measure(sdk: str, blocks: int, calls: int, warmup: int) -> dict[str, Any]:
     env = {"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env["TRODO_STORE"] = str(ROOT / "bench" / "results" / "bench.db")
     with OTLPSink() as sink, getattr(kit, fake_name)() as fake:
-        args = [fake.base_url, sink.url, sdk, str(blocks), str(calls), str(warmup), *PATCHED[sdk]]
+        args = [fake.base_url, sink.url, sdk, str(blocks), str(calls), str(warmup), *PATCHED[sdk], mode]
         done = subprocess.run(
             [str(PYTHON), "-c", code, *args], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env
         )
@@ -223,6 +264,46 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FLOORS = {"span": "a bare trodo_trace span", "otel": "a bare OpenTelemetry SDK span"}
+
+
+def render_floors(results: dict[str, dict[str, Any]], floors: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The floor table: in-wrapper cost of one bare span around the same SDK method, beside trodo's."""
+    headers = ["SDK", "trodo_trace instrumentation, in-wrapper µs (IQR)"]
+    headers += [f"{label}, in-wrapper µs (IQR)" for label in FLOORS.values()]
+    headers += [f"{label}, added process cpu µs" for label in FLOORS.values()] + ["floor spans / calls"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+
+    def wrapper(r: dict[str, Any]) -> str:
+        if "error" in r:
+            return f"failed: {r['error'][:80]}"
+        spread = " to ".join(f"{v:.0f}" for v in r["added_wrapper_us_quartiles"])
+        return f"{r['added_wrapper_us']:.0f} ({spread})"
+
+    for sdk, by_mode in floors.items():
+        cells = [sdk, wrapper(results.get(sdk, {"error": "not measured"}))]
+        cells += [wrapper(by_mode[mode]) for mode in FLOORS]
+        cells += [
+            f"{by_mode[mode]['added_process_us']:.0f}" if "error" not in by_mode[mode] else "-"
+            for mode in FLOORS
+        ]
+        cells.append(
+            ", ".join(f"{r['spans']:,} / {r['calls']:,}" for r in by_mode.values() if "error" not in r)
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    otel = [
+        r["added_wrapper_us"] for by_mode in floors.values() for r in [by_mode["otel"]] if "error" not in r
+    ]
+    if otel:
+        lines.append(
+            f"\nA bare OpenTelemetry SDK span around the call, with nothing read, costs "
+            f"{min(otel):.0f}-{max(otel):.0f} µs in-wrapper here: "
+            + ("above" if min(otel) > 50 else "not above")
+            + " the 50 µs target, which every tracer that opens a span per call pays at least."
+        )
+    return "\n".join(lines)
+
+
 def _verdict(quartiles: list[float], wrapper_quartiles: list[float]) -> str:
     """Met when three pairs in four are within 50 µs, missed when three in four are above; when the
     calling-thread spread straddles 50 µs, the in-wrapper measure decides (said in the answer)."""
@@ -242,14 +323,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per block")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls first, each way")
     parser.add_argument("--quick", action="store_true", help="4 block pairs of 50 calls, 20 warm-up")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure one bare span (trodo_trace's, OpenTelemetry's) per SDK",
+    )
+    parser.add_argument("--floor-blocks", type=int, default=8, help="block pairs per floor measure")
+    parser.add_argument("--floor-calls", type=int, default=100, help="calls per block of a floor measure")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.blocks, args.calls, args.warmup = 4, 50, 20
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    if args.quick:
+        args.floor_blocks, args.floor_calls = 4, 50
     results = {sdk: measure(sdk, args.blocks, args.calls, args.warmup) for sdk in args.sdk}
+    floors = {
+        sdk: {mode: measure(sdk, args.floor_blocks, args.floor_calls, args.warmup, mode) for mode in FLOORS}
+        for sdk in (args.sdk if args.floor else ())
+    }
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"results": results, "floors": floors}, indent=2))
         return 0
     print(
         f"one non-streaming call per SDK against its fake server on 127.0.0.1, trodo_trace patched beside "
@@ -257,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         f"the pairs; OTLP/HTTP to a loopback sink; load average {os.getloadavg()[0]:.1f}"
     )
     print(render(results))
+    if floors:
+        print(
+            f"\nFloors: the same method wrapped by one bare span and nothing else, same worker and ABBA "
+            f"blocks ({args.floor_blocks} pairs x {args.floor_calls} calls)\n"
+        )
+        print(render_floors(results, floors))
     return 0
 
 

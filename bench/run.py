@@ -54,7 +54,7 @@ FULL = {
     "langchain": ["--runs", "1000", "--repeat", "3", "--rounds", "2"],
     "llamaindex": ["--runs", "300", "--repeat", "3", "--rounds", "2"],
     "providers": ["--runs", "500", "--repeat", "3", "--rounds", "2"],
-    "provider_sdks": ["--blocks", "16", "--calls", "200"],
+    "provider_sdks": ["--blocks", "16", "--calls", "200", "--floor"],
     "export": [],
 }
 QUICK = {
@@ -66,7 +66,7 @@ QUICK = {
     "langchain": ["--runs", "100", "--repeat", "2", "--rounds", "1", "--warmup", "20"],
     "llamaindex": ["--runs", "30", "--repeat", "2", "--rounds", "1", "--warmup", "10"],
     "providers": ["--runs", "100", "--repeat", "2", "--rounds", "1", "--warmup", "20"],
-    "provider_sdks": ["--quick"],
+    "provider_sdks": ["--quick", "--floor"],
     "export": ["--spans", "10000", "--runs", "200", "--repeat", "2"],
 }
 #: Benchmarks owned elsewhere in bench/: (file, how to set up its peers, timeout in seconds).

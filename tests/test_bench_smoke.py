@@ -137,12 +137,35 @@ def test_provider_overhead_openai() -> None:
 
 
 def test_provider_sdks() -> None:
-    results = last_json(run("provider_sdks.py", "--blocks", "2", "--calls", "10", "--warmup", "3", "--json"))
+    output = last_json(run("provider_sdks.py", "--blocks", "2", "--calls", "10", "--warmup", "3", "--json"))
+    results = output["results"]
     assert set(results) == {"bedrock", "gemini", "cohere", "mistral", "litellm"}
     for sdk, result in results.items():
         assert "error" not in result, (sdk, result)
         assert result["flushed"] is True
         assert result["spans"] == result["calls"] > 0, (sdk, result)
+    assert output["floors"] == {}
+
+
+def test_provider_sdks_floors() -> None:
+    """The floor rows: one bare span (trodo_trace's, then the OpenTelemetry SDK's) around the same
+    method; every span of each reaches the sink, and the table prints both beside trodo's figure."""
+    args = ("--sdk", "cohere", "--blocks", "2", "--calls", "5", "--floor-blocks", "2", "--floor-calls", "5")
+    output = last_json(run("provider_sdks.py", *args, "--warmup", "2", "--floor", "--json"))
+    floors = output["floors"]["cohere"]
+    assert set(floors) == {"span", "otel"}
+    for mode, result in floors.items():
+        assert "error" not in result, (mode, result)
+        assert result["flushed"] is True
+        assert result["spans"] == result["calls"] > 0, (mode, result)
+    sys.path.insert(0, str(BENCH))
+    try:
+        import provider_sdks
+    finally:
+        sys.path.remove(str(BENCH))
+    table = provider_sdks.render_floors(output["results"], output["floors"])
+    assert table.count("\n| cohere |") == 1, table
+    assert "A bare OpenTelemetry SDK span around the call, with nothing read, costs" in table, table
 
 
 def test_langchain_overhead() -> None:
