@@ -169,13 +169,46 @@ def test_provider_sdks_floors() -> None:
 
 
 def test_langchain_overhead() -> None:
-    results = contenders("langchain_overhead.py", ["none", "noop", "trodo_trace"], runs=10, warmup=2)
-    assert results["trodo_trace"]["spans"] == results["trodo_trace"]["expected_spans"] > 0, results
+    """Traced and untraced blocks in one process: every traced invocation's 4 spans arrive, each
+    figure has its paired median and quartiles, and the table and verdict line print."""
+    counts = ["--runs", "10", "--blocks", "2", "--rounds", "1", "--warmup", "2"]
+    results = last_json(run("langchain_overhead.py", "--only", "noop", "trodo_trace", *counts, "--json"))
+    traced = results["trodo_trace"]
+    assert traced["flushed"] is True
+    assert traced["calls"] == 2 + 2 * 10
+    assert traced["spans"] == traced["expected_spans"] == 4 * traced["calls"], results
+    for name in ("noop", "trodo_trace"):
+        for key in ("wall_us", "cpu_us", "process_cpu_us"):
+            assert results[name][key] > 0 and len(results[name][f"added_{key}_quartiles"]) == 2, results
+    sys.path.insert(0, str(BENCH))
+    try:
+        import langchain_overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    table = langchain_overhead.render(results)
+    assert "| trodo_trace (TrodoCallbackHandler) |" in table, table
+    assert re.search(
+        r"trodo_trace added -?\d+ µs app-thread CPU per invocation \(median\), -?\d+ above", table
+    )
+    assert re.search(r"target at most 164 µs: (met|not met)$", table), table
 
 
 def test_llamaindex_overhead() -> None:
-    results = contenders("llamaindex_overhead.py", ["none", "trodo_trace"], runs=5, warmup=1)
+    counts = ["--runs", "5", "--blocks", "2", "--rounds", "1", "--warmup", "1"]
+    results = last_json(run("llamaindex_overhead.py", "--only", "noop", "trodo_trace", *counts, "--json"))
     traced = results["trodo_trace"]
     assert traced["flushed"] is True
-    # 5 spans per query, and the index built once per process (its embedding span)
-    assert traced["spans"] == 5 * traced["queries"] + 1 > 1, results
+    assert traced["calls"] == 1 + 2 * 5 and traced["processes"] == 1
+    # 5 spans per traced query, and the index built once per process (its embedding span)
+    assert traced["spans"] == 5 * traced["calls"] + 1, results
+    assert results["noop"]["spans"] == 0, results
+    for name in ("noop", "trodo_trace"):
+        assert len(results[name]["added_cpu_us_quartiles"]) == 2 and results[name]["cpu_us"] > 0, results
+    sys.path.insert(0, str(BENCH))
+    try:
+        import llamaindex_overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    table = llamaindex_overhead.render(results)
+    assert "| trodo_trace (instrument_llamaindex) |" in table, table
+    assert re.search(r"target at most 1,170 µs: (met|not met)$", table), table
