@@ -15,7 +15,7 @@ import trodo_trace as trodo
 from trodo_trace.testing import FakeAnthropic, FakeOpenAI, capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_phoenix import PROJECT, _phoenix_spans, phoenix  # noqa: F401  (fixture)
+from test_phoenix import PROJECT, _phoenix_spans
 
 pytestmark = pytest.mark.interop
 
@@ -34,7 +34,7 @@ def _flat(value, prefix=""):
     return flat
 
 
-def test_provider_llm_spans_in_phoenix(phoenix, monkeypatch):  # noqa: F811  (the imported fixture)
+def test_provider_llm_spans_in_phoenix(phoenix, monkeypatch):
     """A run with an OpenAI chat call, a tool call and an Anthropic call: Phoenix reads LLM spans with
     their input and output messages, tool calls, tool schemas and token counts."""
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"openinference.project.name={PROJECT}")

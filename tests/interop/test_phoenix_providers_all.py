@@ -16,13 +16,13 @@ from trodo_trace.testing import capture
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from provider_calls import CALLS
-from test_phoenix import PROJECT, _phoenix_spans, phoenix  # noqa: F401  (fixture)
+from test_phoenix import PROJECT, _phoenix_spans
 from test_phoenix_providers import _flat
 
 pytestmark = pytest.mark.interop
 
 
-def test_every_provider_in_phoenix(phoenix, monkeypatch):  # noqa: F811  (the imported fixture)
+def test_every_provider_in_phoenix(phoenix, monkeypatch):
     """Phoenix reads one LLM span per provider, each with the prompt and the completion as messages."""
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"openinference.project.name={PROJECT}")
     trodo.init(endpoint=phoenix["http"], service_name="interop-every-provider", schedule_delay_ms=50)

@@ -16,7 +16,7 @@ import trodo_trace as trodo
 from trodo_trace.testing import FakeBedrock, FakeGemini, capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_phoenix import PROJECT, _phoenix_spans, phoenix  # noqa: F401  (fixture)
+from test_phoenix import PROJECT, _phoenix_spans
 from test_phoenix_providers import _flat
 
 pytestmark = pytest.mark.interop
@@ -28,7 +28,7 @@ TOOL_SPEC = {
 }
 
 
-def test_bedrock_and_gemini_llm_spans_in_phoenix(phoenix, monkeypatch):  # noqa: F811  (the imported fixture)
+def test_bedrock_and_gemini_llm_spans_in_phoenix(phoenix, monkeypatch):
     """A run with a Bedrock converse call asking for a tool, the tool, and a Gemini call: Phoenix reads
     both as LLM spans with input and output messages, the tool call, its schema and the token counts."""
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"openinference.project.name={PROJECT}")

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_phoenix import _get, phoenix  # noqa: F401  (the Phoenix server fixture)
+from test_phoenix import _get
 
 from trodo_trace._internal.store.local import LocalStore
 
@@ -35,7 +35,7 @@ def _cli(store: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
     return result
 
 
-def test_push_shows_every_demo_span_in_phoenix_in_its_tree(phoenix, tmp_path):  # noqa: F811
+def test_push_shows_every_demo_span_in_phoenix_in_its_tree(phoenix, tmp_path):
     store = tmp_path / "trodo.db"
     # The demo's spans carry Phoenix's project attribute in their stored resource.
     _cli(store, "demo", OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={PROJECT}")
