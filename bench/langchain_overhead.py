@@ -26,7 +26,10 @@ quartiles of the pairs:
 The no-op row passes a ``BaseCallbackHandler`` subclass that overrides nothing: what LangChain's own
 callback machinery costs once any handler is attached (run managers, run ids, serialized
 arguments). No callback handler can cost less; the line under the table gives trodo's added
-app-thread CPU above that floor.
+app-thread CPU above that floor. The bare-spans row is a handler that opens and ends one
+trodo_trace span per LangChain run, nested as LangChain nests them, and reads nothing (no inputs,
+outputs, messages, model or usage): what the 4 spans alone cost, the least a handler recording
+them can add.
 
 Comparing processes instead (each contender's loop minus an untraced process's) leaves an error of
 a hundred µs and more per invocation: the untraced loop alone moves that much between processes.
@@ -82,6 +85,45 @@ SETUP = {
 
         def finish():
             return True
+        """
+    ),
+    "trodo_spans": textwrap.dedent(
+        """
+        import trodo_trace as trodo
+        from langchain_core.callbacks import BaseCallbackHandler
+        from opentelemetry import trace
+        from trodo_trace._internal.core.tracing import start_span
+        trodo.init(endpoint=SINK, service_name="bench")
+
+        class BareSpans(BaseCallbackHandler):
+            \"\"\"One trodo_trace span per LangChain run, nested as LangChain nests them; nothing read.\"\"\"
+
+            run_inline = True
+
+            def __init__(self):
+                self.open = {}
+
+            def _start(self, run_id, parent_run_id, kind):
+                parent = self.open.get(parent_run_id)
+                ctx = trace.set_span_in_context(parent) if parent is not None else None
+                self.open[run_id] = start_span(kind, kind, None, None, ctx)
+
+            def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
+                self._start(run_id, parent_run_id, "chain")
+
+            def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
+                self._start(run_id, parent_run_id, "llm")
+
+            def on_chain_end(self, outputs, *, run_id, **kwargs):
+                self.open.pop(run_id).end()
+
+            def on_llm_end(self, response, *, run_id, **kwargs):
+                self.open.pop(run_id).end()
+
+        TRACED = {"callbacks": [BareSpans()]}
+
+        def finish():
+            return trodo.flush(60.0)
         """
     ),
     "trodo_trace": textwrap.dedent(
@@ -149,12 +191,14 @@ MEASURE = '\nquestion = {"question": "What is the capital of France?"}\n' + pair
 
 PYTHONS = {
     "noop": MAIN_PYTHON,
+    "trodo_spans": MAIN_PYTHON,
     "trodo_trace": MAIN_PYTHON,
     "openinference": ENVS / "openinference" / "bin" / "python",
     "langfuse": ENVS / "langfuse" / "bin" / "python",
 }
 LABELS = {
     "noop": "no-op BaseCallbackHandler (LangChain's floor)",
+    "trodo_spans": "bare trodo_trace spans, nothing read (trodo's floor)",
     "trodo_trace": "trodo_trace (TrodoCallbackHandler)",
     "openinference": "OpenInference LangChainInstrumentor",
     "langfuse": "Langfuse CallbackHandler",
@@ -234,6 +278,13 @@ def render(results: dict[str, Any]) -> str:
         if "added_cpu_us" in floor:
             line += f", {ours['added_cpu_us'] - floor['added_cpu_us']:.0f} above the no-op floor"
         lines.append(line + f"; target at most {TARGET_US:.0f} µs: {verdict}")
+    bare = results.get("trodo_spans", {})
+    if "added_cpu_us" in bare:
+        side = "above" if bare["added_cpu_us"] > TARGET_US else "within"
+        lines.append(
+            f"the same 4 spans with nothing read (bare trodo_trace spans) add {bare['added_cpu_us']:.0f} µs: "
+            f"{side} the target"
+        )
     return "\n".join(lines)
 
 
