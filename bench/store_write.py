@@ -9,7 +9,8 @@ store file; reported: spans per second of writing (wall clock and per CPU-second
 Beside it, **SQLite alone**: the very rows the writer stored (spans, runs, resources), read back
 and inserted into a new store file of the same schema and settings with one ``executemany`` per
 table per batch, one transaction per batch, no Python work per row. It is the ceiling of this
-schema on this machine: what the writer reaches minus its own work.
+schema on this machine: what the writer reaches minus its own work. A second line inserts the same
+rows with every secondary index dropped: the ceiling of one row per span before any index.
 
 With ``--source trodo`` the spans are trodo's own, recorded through the public API (the same 4-span
 runs: an agent, an LLM call, a tool, a retrieval), and each batch takes the runtime's real path to
@@ -160,8 +161,10 @@ def make_trodo_spans(count: int) -> tuple[list[Any], Any]:
     return ended[:count], runtime
 
 
-def sqlite_alone(source: Path, batch: int) -> tuple[float, float]:
-    """The rows of ``source`` inserted into a new store by SQLite alone: (rows/s, rows per CPU-second)."""
+def sqlite_alone(source: Path, batch: int, indexes: bool = True) -> tuple[float, float]:
+    """The rows of ``source`` inserted into a new store by SQLite alone: (rows/s, rows per CPU-second).
+    ``indexes=False``: the same with every secondary index dropped first (the tables and their
+    primary keys stay), what one row per span costs SQLite before any index."""
     with sqlite3.connect(source) as read:
         resources = read.execute("SELECT id, attributes FROM resources").fetchall()
         spans = read.execute(f"SELECT {', '.join(writer.SPAN_COLUMNS)} FROM spans ORDER BY rowid").fetchall()
@@ -174,6 +177,10 @@ def sqlite_alone(source: Path, batch: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         conn = LocalStore(Path(tmp) / "trodo.db")._connect()  # the same schema and settings
         conn.executemany("INSERT INTO resources (id, attributes) VALUES (?, ?)", resources)
+        if not indexes:
+            named = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            for (name,) in named.fetchall():
+                conn.execute(f'DROP INDEX "{name}"')
         per_batch = max(1, round(len(runs) * batch / max(1, len(spans))))
         began, cpu_began = time.perf_counter(), time.process_time()
         for number, index in enumerate(range(0, len(spans), batch)):
@@ -188,7 +195,7 @@ def sqlite_alone(source: Path, batch: int) -> tuple[float, float]:
 
 def measure(
     spans: list[Any], batch: int, runtime: Any = None
-) -> tuple[float, float, int, tuple[float, float]]:
+) -> tuple[float, float, int, tuple[float, float], tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trodo.db"
         exporter = LocalStoreExporter(path, resource=runtime.resource if runtime is not None else None)
@@ -205,7 +212,8 @@ def measure(
         exporter.shutdown()
         size = os.path.getsize(path) + sum(os.path.getsize(p) for p in Path(tmp).glob("trodo.db-*"))
         alone = sqlite_alone(path, batch)
-    return len(spans) / elapsed, len(spans) / cpu, size, alone
+        bare = sqlite_alone(path, batch, indexes=False)
+    return len(spans) / elapsed, len(spans) / cpu, size, alone, bare
 
 
 def main() -> None:
@@ -220,12 +228,15 @@ def main() -> None:
         spans, runtime = make_trodo_spans(args.spans)
     else:
         spans = list(make_spans(args.spans))
-    best = best_cpu = alone = alone_cpu = 0.0
+    best = best_cpu = alone = alone_cpu = bare = bare_cpu = 0.0
     size = 0
     for _ in range(args.repeat):
-        rate, cpu_rate, size, (alone_rate, alone_cpu_rate) = measure(spans, args.batch, runtime)
+        rate, cpu_rate, size, (alone_rate, alone_cpu_rate), (bare_rate, bare_cpu_rate) = measure(
+            spans, args.batch, runtime
+        )
         best, best_cpu = max(best, rate), max(best_cpu, cpu_rate)
         alone, alone_cpu = max(alone, alone_rate), max(alone_cpu, alone_cpu_rate)
+        bare, bare_cpu = max(bare, bare_rate), max(bare_cpu, bare_cpu_rate)
     print(
         f"local store ({args.source} spans): {args.spans:,} spans in batches of {args.batch}: {best:,.0f} spans/s "
         f"(best of {args.repeat}; {best_cpu:,.0f} per CPU-second of this process), file {size / 2**20:.1f} MiB;"
@@ -234,6 +245,10 @@ def main() -> None:
     print(
         f"SQLite alone, the same rows prebuilt, same schema and settings: {alone:,.0f} spans/s "
         f"({alone_cpu:,.0f} per CPU-second); the writer reaches {best / alone:.0%} of it"
+    )
+    print(
+        f"SQLite alone, the same rows, no secondary index (tables and primary keys only): {bare:,.0f} spans/s "
+        f"({bare_cpu:,.0f} per CPU-second)"
     )
 
 
