@@ -10,6 +10,7 @@ and the interop fixture calls it too, so ``pytest`` alone also works. An unchang
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ensure() -> Path:
-    """The phoenix executable, installing it from the lock first when missing or out of date."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "testenv.py"), "interop"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """The phoenix executable, installing it from the lock first when missing or out of date.
+
+    Under pytest-xdist every worker's fixture calls this at once: a lock file lets one install while
+    the others wait, then find it done."""
+    with open(ROOT / ".venv-interop.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "testenv.py"), "interop"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"installing Arize Phoenix failed:\n{result.stderr}")
     return Path(result.stdout.strip())
