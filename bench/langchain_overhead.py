@@ -261,23 +261,14 @@ def render(results: dict[str, Any]) -> str:
         "spans at sink",
     ]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for name, r in results.items():
-        if "cpu_us" not in r:
-            lines.append(
-                f"| {LABELS[name]} | failed: {r.get('error', '')[:90]} |" + " |" * (len(headers) - 2)
-            )
-            continue
-        ratios = paired.ratios(ours, r) if name in PEERS and "added_cpu_us" in ours else ""
-        spans = f"{r['spans']:,} / {r['expected_spans']:,}" if name != "noop" else "-"
-        cells = [LABELS[name], f"{r['cpu_us']:.0f}", *(paired.cell(r, key) for key in paired.FIGURES)]
-        lines.append("| " + " | ".join([*cells, ratios, spans]) + " |")
-    floor = results.get("noop", {})
-    if "added_cpu_us" in ours:
-        verdict = "met" if ours["added_cpu_us"] <= TARGET_US else "not met"
-        line = f"\ntrodo_trace added {ours['added_cpu_us']:.0f} µs app-thread CPU per invocation (median)"
-        if "added_cpu_us" in floor:
-            line += f", {ours['added_cpu_us'] - floor['added_cpu_us']:.0f} above the no-op floor"
-        lines.append(line + f"; target at most {TARGET_US:.0f} µs: {verdict}")
+    lines += paired.rows(
+        results,
+        LABELS,
+        len(headers),
+        lambda name, r: paired.ratios(ours, r) if name in PEERS and "added_cpu_us" in ours else "",
+        lambda name, r: f"{r['spans']:,} / {r['expected_spans']:,}" if name != "noop" else "-",
+    )
+    lines += paired.verdict(ours, results.get("noop", {}), TARGET_US, "invocation")
     bare = results.get("trodo_spans", {})
     if "added_cpu_us" in bare:
         side = "above" if bare["added_cpu_us"] > TARGET_US else "within"

@@ -265,24 +265,15 @@ def render(results: dict[str, Any]) -> str:
                "added process cpu µs, export incl. (IQR)", "trodo ÷ this (added wall / cpu / process cpu)",
                "spans at sink (per traced query)"]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for name, r in results.items():
-        if "cpu_us" not in r:
-            lines.append(
-                f"| {LABELS[name]} | failed: {r.get('error', '?')[:90]} |" + " |" * (len(headers) - 2)
-            )
-            continue
-        ratio = paired.ratios(ours, r) if name == "openinference" and "added_cpu_us" in ours else ""
+    lines += paired.rows(
+        results,
+        LABELS,
+        len(headers),
+        lambda name, r: paired.ratios(ours, r) if name == "openinference" and "added_cpu_us" in ours else "",
         # each process also traces the index build (one embedding span for trodo_trace)
-        spans = f"{r['spans']:,} ({r['spans'] / r['calls']:.1f})" if name != "noop" else "-"
-        cells = [LABELS[name], f"{r['cpu_us']:.0f}", *(paired.cell(r, key) for key in paired.FIGURES)]
-        lines.append("| " + " | ".join([*cells, ratio, spans]) + " |")
-    floor = results.get("noop", {})
-    if "added_cpu_us" in ours:
-        verdict = "met" if ours["added_cpu_us"] <= TARGET_US else "not met"
-        line = f"\ntrodo_trace added {ours['added_cpu_us']:.0f} µs app-thread CPU per query (median)"
-        if "added_cpu_us" in floor:
-            line += f", {ours['added_cpu_us'] - floor['added_cpu_us']:.0f} above the no-op floor"
-        lines.append(line + f"; target at most {TARGET_US:,.0f} µs: {verdict}")
+        lambda name, r: f"{r['spans']:,} ({r['spans'] / r['calls']:.1f})" if name != "noop" else "-",
+    )
+    lines += paired.verdict(ours, results.get("noop", {}), TARGET_US, "query")
     return "\n".join(lines)
 
 

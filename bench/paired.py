@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import textwrap
+from collections.abc import Callable, Mapping
 from typing import Any
 
 #: The figures of each block, per call, in this order.
@@ -73,3 +74,34 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
         f"{ours['added_' + key] / theirs['added_' + key]:.2f}" if theirs["added_" + key] > 0 else "-"
         for key in FIGURES
     )
+
+
+def rows(
+    results: Mapping[str, dict[str, Any]],
+    labels: Mapping[str, str],
+    width: int,
+    ratio_of: Callable[[str, dict[str, Any]], str],
+    spans_of: Callable[[str, dict[str, Any]], str],
+) -> list[str]:
+    """One table row per contender: label, untraced app-thread CPU, the three added figures, then
+    its ratio and spans cells (``width`` columns in all; a failed contender says why)."""
+    lines = []
+    for name, r in results.items():
+        if "cpu_us" not in r:
+            lines.append(f"| {labels[name]} | failed: {r.get('error', '?')[:90]} |" + " |" * (width - 2))
+            continue
+        cells = [labels[name], f"{r['cpu_us']:.0f}", *(cell(r, key) for key in FIGURES)]
+        lines.append("| " + " | ".join([*cells, ratio_of(name, r), spans_of(name, r)]) + " |")
+    return lines
+
+
+def verdict(ours: dict[str, Any], floor: dict[str, Any], target_us: float, per: str) -> list[str]:
+    """The line under the table: trodo's added app-thread CPU, how far above the no-op floor, and
+    the target's verdict (nothing when trodo was not measured)."""
+    if "added_cpu_us" not in ours:
+        return []
+    line = f"\ntrodo_trace added {ours['added_cpu_us']:.0f} µs app-thread CPU per {per} (median)"
+    if "added_cpu_us" in floor:
+        line += f", {ours['added_cpu_us'] - floor['added_cpu_us']:.0f} above the no-op floor"
+    met = "met" if ours["added_cpu_us"] <= target_us else "not met"
+    return [line + f"; target at most {target_us:,.0f} µs: {met}"]

@@ -8,6 +8,7 @@ in the project's .venv, so these tests run on the default Python only, not in th
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -40,6 +41,15 @@ def run(script: str, *args: str, env: dict[str, str] | None = None, ok: tuple[in
         f"{script} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
     return done.stdout
+
+
+def bench_module(name: str) -> Any:
+    """A bench/ script imported as a module (for its render functions)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def last_json(stdout: str) -> Any:
@@ -130,11 +140,7 @@ def test_provider_overhead_openai() -> None:
         assert traced["export_us"] > 0, results
         assert traced["added_exact_us"] == traced["exact_us"] - untraced["exact_us"]
     # Without the peers there is no verdict, and the table says so instead of failing.
-    sys.path.insert(0, str(BENCH))
-    try:
-        import provider_overhead
-    finally:
-        sys.path.remove(str(BENCH))
+    provider_overhead = bench_module("provider_overhead")
     table = provider_overhead.render_exact(results)
     assert "| create | trodo_trace (instrument_openai) |" in table, table
     assert "- create, exact: not measured" in table and "- stream, exact: not measured" in table, table
@@ -162,11 +168,7 @@ def test_provider_sdks_floors() -> None:
         assert "error" not in result, (mode, result)
         assert result["flushed"] is True
         assert result["spans"] == result["calls"] > 0, (mode, result)
-    sys.path.insert(0, str(BENCH))
-    try:
-        import provider_sdks
-    finally:
-        sys.path.remove(str(BENCH))
+    provider_sdks = bench_module("provider_sdks")
     table = provider_sdks.render_floors(output["results"], output["floors"])
     assert table.count("\n| cohere |") == 1, table
     assert "A bare OpenTelemetry SDK span around the call, with nothing read, costs" in table, table
@@ -186,11 +188,7 @@ def test_langchain_overhead() -> None:
     for name in names:
         for key in ("wall_us", "cpu_us", "process_cpu_us"):
             assert results[name][key] > 0 and len(results[name][f"added_{key}_quartiles"]) == 2, results
-    sys.path.insert(0, str(BENCH))
-    try:
-        import langchain_overhead
-    finally:
-        sys.path.remove(str(BENCH))
+    langchain_overhead = bench_module("langchain_overhead")
     table = langchain_overhead.render(results)
     assert "| trodo_trace (TrodoCallbackHandler) |" in table, table
     assert re.search(
@@ -211,11 +209,7 @@ def test_llamaindex_overhead() -> None:
     assert results["noop"]["spans"] == 0, results
     for name in ("noop", "trodo_trace"):
         assert len(results[name]["added_cpu_us_quartiles"]) == 2 and results[name]["cpu_us"] > 0, results
-    sys.path.insert(0, str(BENCH))
-    try:
-        import llamaindex_overhead
-    finally:
-        sys.path.remove(str(BENCH))
+    llamaindex_overhead = bench_module("llamaindex_overhead")
     table = llamaindex_overhead.render(results)
     assert "| trodo_trace (instrument_llamaindex) |" in table, table
     assert re.search(r"target at most 1,170 µs: (met|not met)$", table), table
