@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from procs import stop
 
 HERE = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -48,12 +49,7 @@ def dashboard(store: Path, *extra: str) -> Iterator[str]:
             raise AssertionError(f"the dashboard did not start: {line!r} {process.stderr.read()}")  # type: ignore[union-attr]
         yield match.group(1).rstrip("/")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process, 10)
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from procs import stop
+
 from trodo_trace._internal.store.local import LocalStore
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
@@ -108,12 +110,6 @@ def serve(kind: str, store: pathlib.Path, service: str, log: pathlib.Path) -> It
             raise AssertionError(f"{kind} server did not start:\n{log.read_text()}")
         yield f"http://127.0.0.1:{line}"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(proc, 15)
         if proc.stdout is not None:
             proc.stdout.close()

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import setup_env
 from otlp_receiver import free_port
+from procs import stop
 
 
 def _get(url, timeout=5.0):
@@ -56,10 +57,5 @@ def phoenix(tmp_path_factory):
                 ) from None
             time.sleep(0.3)
     yield {"http": base, "grpc": f"http://127.0.0.1:{grpc_port}"}
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
+    stop(process, 20)
     log.close()
