@@ -280,5 +280,11 @@ def test_litellm_leaves_only_its_idle_logging_threads(fake_openai, litellm):
     with capture():
         _call(fake_openai, f"openai/{OPENAI_MODEL}")
     gc.collect()
-    new = [t.name for t in set(threading.enumerate()) - before if t.name != "trodo-span-export"]
+    # The fake server's own per-connection handler threads ("process_request_thread") live as long as
+    # LiteLLM's HTTP pool keeps the connection open; they belong to the test server, not to LiteLLM.
+    new = [
+        t.name
+        for t in set(threading.enumerate()) - before
+        if t.name != "trodo-span-export" and not t.name.endswith("(process_request_thread)")
+    ]
     assert all(name.startswith("litellm-logging") for name in new), new
