@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import os
 import pickle
 import re
@@ -319,3 +321,34 @@ def test_show_rejects_bad_and_unknown_run_ids(tmp_path):
     with pytest.raises(ValueError, match="matches several runs"):
         trodo.show("0000000000", store=store)
     assert trodo.show("0" * 31 + "1", store=store).name == "one"
+
+
+@pytest.mark.parametrize(
+    "total_ms", [0.0001, 0.134, 0.594, 1.0, 1.911, 2.99, 3.0, 4.0, 38.4, 999.9, 1234.5, 7.2e6]
+)
+def test_axis_ticks_are_round_evenly_spaced_and_few(total_ms):
+    """The waterfall's axis: 0 and up to four round steps (1, 2 or 5 times a power of ten), never past the run."""
+    from trodo_trace._internal.display.waterfall import axis_ticks
+
+    ticks = axis_ticks(total_ms)
+    fractions = [fraction for fraction, _ in ticks]
+    labels = [label for _, label in ticks]
+    assert labels[0] == "0" and 2 <= len(ticks) <= 5 and len(set(labels)) == len(labels)
+    assert fractions == sorted(fractions) and fractions[-1] <= 1.0
+    step = fractions[1] * total_ms
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6, step
+    assert all(math.isclose(b - a, fractions[1], rel_tol=1e-6) for a, b in itertools.pairwise(fractions))
+    assert fractions[-1] + fractions[1] > 1.0  # the last round value that fits
+
+
+def test_axis_ticks_labels_and_degenerate_totals():
+    from trodo_trace._internal.display.waterfall import axis_ticks
+
+    assert [label for _, label in axis_ticks(0.134)] == ["0", "50 µs", "100 µs"]
+    assert [label for _, label in axis_ticks(38.404)] == ["0", "10 ms", "20 ms", "30 ms"]
+    assert [label for _, label in axis_ticks(1234.5)] == ["0", "500 ms", "1 s"]
+    for total in (0.0, -1.0, float("nan"), float("inf")):
+        assert axis_ticks(total) == [(0.0, "0")]
+    assert format_duration(0.0004) == "0 µs" and format_duration(0.9994) == "999 µs"
+    assert format_duration(0.9996) == format_duration(1.0) == "1.0 ms"

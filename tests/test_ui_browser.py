@@ -6,6 +6,7 @@ Each test saves a screenshot of every page it visits under its tmp dir.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -31,6 +32,18 @@ def _runs(store, where: str = "1", params: tuple = ()) -> list[dict]:
         return [dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE {where} ORDER BY start_ns", params)]
     finally:
         conn.close()
+
+
+def _axis_labels(page) -> list[tuple[str, float, float]]:
+    """The waterfall's time-axis labels as the browser lays them out: (text, left, right) in pixels."""
+    return [
+        (box["text"], box["left"], box["right"])
+        for box in page.eval_on_selector_all(
+            "#waterfall .tr-axis .tr-tick",
+            "els => els.map(e => { const r = e.getBoundingClientRect();"
+            " return {text: e.textContent, left: r.left, right: r.right}; })",
+        )
+    ]
 
 
 def test_runs_list_filters_and_run_page_with_spans_and_sub_run_links(store, tmp_path):
@@ -107,6 +120,14 @@ def test_runs_list_filters_and_run_page_with_spans_and_sub_run_links(store, tmp_
         page.wait_for_url(f"**/runs/{sub['run_id']}")
         assert "triggered this run" in page.locator("#parent-link").inner_text()
         page.screenshot(path=str(tmp_path / "sub-run.png"), full_page=True)
+        # A run of a fraction of a millisecond to a few: the axis keeps its labels apart and distinct.
+        for width in (1400, 1024, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            labels = _axis_labels(page)
+            texts = [text for text, _, _ in labels]
+            assert texts[0] == "0" and 2 <= len(texts) <= 5 and len(set(texts)) == len(texts), labels
+            assert all(a[2] + 4 <= b[1] for a, b in itertools.pairwise(labels)), (width, labels)
+        page.set_viewport_size({"width": 1400, "height": 900})
         page.click("#parent-link a")
         page.wait_for_url(f"**/runs/{parent['run_id']}")
         sub_row = page.locator(f'#waterfall details.tr-subrun[data-run-id="{sub["run_id"]}"]')

@@ -42,9 +42,17 @@ def format_time(ns: int | None, *, precise: bool = True) -> str:
 
 
 def format_duration(ms: float | None) -> str:
-    """``123.4 ms`` below one second, ``12.35 s`` above; ``-`` when unknown."""
+    """``850 µs`` below a millisecond, ``123.4 ms`` below one second, ``12.35 s`` above; ``-`` when
+    unknown.
+
+    Example:
+        >>> format_duration(0.0415), format_duration(0.85), format_duration(123.44), format_duration(12345)
+        ('42 µs', '850 µs', '123.4 ms', '12.35 s')
+    """
     if ms is None:
         return "-"
+    if ms < 0.9995:  # what rounds to 1000 µs reads 1.0 ms
+        return f"{ms * 1000:.0f} µs"
     if ms < 1000:
         return f"{ms:.1f} ms"
     return f"{ms / 1000:.2f} s"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ border:1px solid var(--tr-line);background:var(--tr-soft);color:var(--tr-fg);ver
 .trodo-run .tr-running .tr-bar{opacity:.5}
 .trodo-run .tr-axis{position:relative;height:1.4em}
 .trodo-run .tr-tick{position:absolute;top:0;transform:translateX(-50%);white-space:nowrap}
-.trodo-run .tr-tick:first-child{transform:none}.trodo-run .tr-tick:last-child{transform:translateX(-100%)}
+.trodo-run .tr-tick:first-child{transform:none}.trodo-run .tr-tick.tr-end{transform:translateX(-100%)}
 .trodo-run .tr-num{text-align:right;white-space:nowrap}
 .trodo-run .tr-total{color:var(--tr-muted)}
 .trodo-run .tr-body{padding:4px 8px 8px 24px;border-bottom:1px solid var(--tr-line);background:var(--tr-soft)}
@@ -376,11 +377,42 @@ def _row(
     )
 
 
+def axis_ticks(total_ms: float) -> list[tuple[float, str]]:
+    """Where the time axis of a ``total_ms`` run is labelled: ``(fraction of the width, label)`` at
+    round values (a step of 1, 2 or 5 times a power of ten), at most four steps, so that the labels
+    stay apart however narrow the column.
+
+    Example:
+        >>> axis_ticks(0.134)
+        [(0.0, '0'), (0.373..., '50 µs'), (0.746..., '100 µs')]
+        >>> [label for _, label in axis_ticks(1.911)]
+        ['0', '500 µs', '1 ms', '1.5 ms']
+    """
+    if not total_ms > 0 or not math.isfinite(total_ms):
+        return [(0.0, "0")]
+    power = 10.0 ** math.floor(math.log10(total_ms / 4))
+    step = next(m * power for m in (1, 2, 5, 10) if total_ms / (m * power) <= 4)
+    ticks = [(0.0, "0")]
+    value = step
+    while value <= total_ms * (1 + 1e-9):
+        ticks.append((min(value / total_ms, 1.0), _tick_label(value)))
+        value = round(value + step, 12)
+    return ticks
+
+
+def _tick_label(ms: float) -> str:
+    if ms < 1:
+        return f"{round(ms * 1000, 6):g} µs"
+    if ms < 1000:
+        return f"{round(ms, 6):g} ms"
+    return f"{round(ms / 1000, 6):g} s"
+
+
 def _axis(total_ms: float) -> str:
     ticks = "".join(
-        f'<span class="tr-tick" style="left:{fraction * 100:.0f}%">'
-        f"{_e(format_duration(total_ms * fraction) if fraction else '0')}</span>"
-        for fraction in (0, 0.25, 0.5, 0.75, 1)
+        f'<span class="tr-tick{" tr-end" if fraction > 0.9 else ""}" style="left:{fraction * 100:.1f}%">'
+        f"{_e(label)}</span>"
+        for fraction, label in axis_ticks(total_ms)
     )
     return f'<span class="tr-axis">{ticks}</span>'
 
