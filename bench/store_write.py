@@ -12,6 +12,12 @@ table per batch, one transaction per batch, no Python work per row. It is the ce
 schema on this machine: what the writer reaches minus its own work. A second line inserts the same
 rows with every secondary index dropped: the ceiling of one row per span before any index.
 
+Two more lines ask whether another layout of the spans would reach further, still with SQLite
+alone: **several spans per row** (each batch's spans of one run as one row holding their JSON
+array, indexed by run id so a run can be read, beside the same ``runs`` rows), and **the runs rows
+alone** (the ``runs`` table with the indexes the CLI and dashboard filter on: user, conversation,
+parent run, start time). Whatever the spans' layout, the writer inserts those run rows too.
+
 With ``--source trodo`` the spans are trodo's own, recorded through the public API (the same 4-span
 runs: an agent, an LLM call, a tool, a retrieval), and each batch takes the runtime's real path to
 the store: ``Runtime.convert_spans`` (scrubbing, then the spans as they are) and the exporter.
@@ -193,9 +199,60 @@ def sqlite_alone(source: Path, batch: int, indexes: bool = True) -> tuple[float,
     return len(spans) / elapsed, len(spans) / cpu
 
 
+BLOCKS_SCHEMA = (
+    "CREATE TABLE span_blocks (id INTEGER PRIMARY KEY, run_id TEXT, trace_id TEXT, start_ns INTEGER, spans TEXT)",
+    "CREATE INDEX span_blocks_run_id ON span_blocks (run_id)",
+)
+
+
+def sqlite_layouts(source: Path, batch: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """SQLite alone for the rows of ``source`` in other layouts: (spans/s, spans per CPU-second) with
+    several spans per row (one row per run per batch) beside the runs rows, and for the runs rows alone."""
+    with sqlite3.connect(source) as read:
+        spans = read.execute(f"SELECT {', '.join(writer.SPAN_COLUMNS)} FROM spans ORDER BY rowid").fetchall()
+        runs = read.execute(f"SELECT {', '.join(writer.RUN_COLUMNS)} FROM runs").fetchall()
+    read.close()
+    run_at, trace_at, start_at = (writer.SPAN_COLUMNS.index(c) for c in ("run_id", "trace_id", "start_ns"))
+    blocks: list[list[tuple[Any, ...]]] = []
+    for index in range(0, len(spans), batch):
+        grouped: dict[Any, list[tuple[Any, ...]]] = {}
+        for row in spans[index : index + batch]:
+            grouped.setdefault(row[run_at] or row[trace_at], []).append(row)
+        blocks.append(
+            [
+                (g[0][run_at], g[0][trace_at], g[0][start_at], json.dumps(g, separators=(",", ":")))
+                for g in grouped.values()
+            ]
+        )
+    per_batch = max(1, round(len(runs) * batch / max(1, len(spans))))
+    results = []
+    for with_spans in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            conn = LocalStore(Path(tmp) / "trodo.db")._connect()  # the runs table and settings of a store
+            for statement in BLOCKS_SCHEMA:
+                conn.execute(statement)
+            began, cpu_began = time.perf_counter(), time.process_time()
+            for number, rows in enumerate(blocks):
+                conn.execute("BEGIN")
+                if with_spans:
+                    conn.executemany(
+                        "INSERT INTO span_blocks (run_id, trace_id, start_ns, spans) VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+                conn.executemany(writer.UPSERT_RUN, runs[number * per_batch : (number + 1) * per_batch])
+                conn.execute("COMMIT")
+            elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+            conn.close()
+        results.append((len(spans) / elapsed, len(spans) / cpu))
+    return results[0], results[1]
+
+
+Rate = tuple[float, float]
+
+
 def measure(
     spans: list[Any], batch: int, runtime: Any = None
-) -> tuple[float, float, int, tuple[float, float], tuple[float, float]]:
+) -> tuple[float, float, int, Rate, Rate, tuple[Rate, Rate]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trodo.db"
         exporter = LocalStoreExporter(path, resource=runtime.resource if runtime is not None else None)
@@ -213,7 +270,8 @@ def measure(
         size = os.path.getsize(path) + sum(os.path.getsize(p) for p in Path(tmp).glob("trodo.db-*"))
         alone = sqlite_alone(path, batch)
         bare = sqlite_alone(path, batch, indexes=False)
-    return len(spans) / elapsed, len(spans) / cpu, size, alone, bare
+        layouts = sqlite_layouts(path, batch)
+    return len(spans) / elapsed, len(spans) / cpu, size, alone, bare, layouts
 
 
 def main() -> None:
@@ -229,14 +287,17 @@ def main() -> None:
     else:
         spans = list(make_spans(args.spans))
     best = best_cpu = alone = alone_cpu = bare = bare_cpu = 0.0
+    blocks = blocks_cpu = runs = runs_cpu = 0.0
     size = 0
     for _ in range(args.repeat):
-        rate, cpu_rate, size, (alone_rate, alone_cpu_rate), (bare_rate, bare_cpu_rate) = measure(
+        rate, cpu_rate, size, (alone_rate, alone_cpu_rate), (bare_rate, bare_cpu_rate), layouts = measure(
             spans, args.batch, runtime
         )
         best, best_cpu = max(best, rate), max(best_cpu, cpu_rate)
         alone, alone_cpu = max(alone, alone_rate), max(alone_cpu, alone_cpu_rate)
         bare, bare_cpu = max(bare, bare_rate), max(bare_cpu, bare_cpu_rate)
+        blocks, blocks_cpu = max(blocks, layouts[0][0]), max(blocks_cpu, layouts[0][1])
+        runs, runs_cpu = max(runs, layouts[1][0]), max(runs_cpu, layouts[1][1])
     print(
         f"local store ({args.source} spans): {args.spans:,} spans in batches of {args.batch}: {best:,.0f} spans/s "
         f"(best of {args.repeat}; {best_cpu:,.0f} per CPU-second of this process), file {size / 2**20:.1f} MiB;"
@@ -249,6 +310,14 @@ def main() -> None:
     print(
         f"SQLite alone, the same rows, no secondary index (tables and primary keys only): {bare:,.0f} spans/s "
         f"({bare_cpu:,.0f} per CPU-second)"
+    )
+    print(
+        f"SQLite alone, several spans per row (one row per run per batch, indexed by run) and the same runs rows:"
+        f" {blocks:,.0f} spans/s ({blocks_cpu:,.0f} per CPU-second)"
+    )
+    print(
+        f"SQLite alone, the runs rows only (runs table and its indexes), counted in spans: {runs:,.0f} spans/s"
+        f" ({runs_cpu:,.0f} per CPU-second)"
     )
 
 

@@ -72,6 +72,10 @@ def test_store_write(source: str) -> None:
         r"SQLite alone, the same rows, no secondary index \(tables and primary keys only\): ([\d,]+)", out
     )
     assert bare and int(bare.group(1).replace(",", "")) > 0, out
+    blocks = re.search(r"SQLite alone, several spans per row .*: ([\d,]+) spans/s", out)
+    assert blocks and int(blocks.group(1).replace(",", "")) > 0, out
+    runs = re.search(r"SQLite alone, the runs rows only .*: ([\d,]+) spans/s", out)
+    assert runs and int(runs.group(1).replace(",", "")) > 0, out
 
 
 def test_ui_bench(tmp_path: Path) -> None:
