@@ -207,6 +207,12 @@ def test_short_and_ambiguous_prefixes_are_named(store):
     assert many.returncode == 0, many.stderr
     none = cli("--store", str(store), "show", "zzz")
     assert none.stderr == f"trodo-trace: no run zzz in {store}\n"
+    conn = sqlite3.connect(store)
+    ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+    conn.close()
+    alone = next(p for p in (i[:3] for i in ids) if sum(i.startswith(p) for i in ids) == 1)
+    one = cli("--store", str(store), "show", alone)
+    assert one.stderr.endswith("give at least 6 characters (1 run starts with it)\n"), one.stderr
 
 
 def test_cli_finds_the_nearest_store_upwards_and_says_which(store, tmp_path):

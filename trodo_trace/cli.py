@@ -251,7 +251,7 @@ def _resolve_run(store: LocalStore, run_id: str) -> str:
         if found:
             raise CommandError(
                 f"run id prefix {run_id} is too short: give at least {MIN_PREFIX} characters"
-                f" ({found}{'+' if found >= 100 else ''} runs start with it)"
+                f" ({found}{'+' if found >= 100 else ''} {'run starts' if found == 1 else 'runs start'} with it)"
             )
     raise CommandError(f"no run {run_id} in {store.path}")
 
