@@ -262,7 +262,11 @@ def interop() -> Path:
 
 
 def pytest(python: Path, args: list[str]) -> int:
-    return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT).returncode
+    # Bytecode is cached: with PYTHONDONTWRITEBYTECODE set (as on many CI images), every process of
+    # the suite (xdist workers, the many subprocesses, the Phoenix server) would compile the SDKs it
+    # imports from source again; a pytest collection alone took 27 s instead of 12 s on 3.12.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
 def suite(python: Path, args: list[str], *, select: str = "", ignore: tuple[str, ...] = ()) -> int:
