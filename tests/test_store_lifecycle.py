@@ -285,3 +285,73 @@ def test_burst_that_outruns_the_writer_spills_to_the_spool_and_every_span_is_sto
     assert count == 2400
     spool_dir = runtime.get().store_spill.spool.directory
     assert not list(spool_dir.glob("*.otlp"))
+
+
+FULL_DISK_SCRIPT = r"""
+import glob, json, os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) as on a full disk
+import trodo_trace as trodo
+
+store = sys.argv[1]
+trodo.init(store_path=store)
+
+@trodo.tool
+def lookup(i):
+    return "y" * 2000
+
+@trodo.agent("writer")
+def writer(i):
+    for _ in range(5):
+        lookup(i)
+    return "ok"
+
+writer(0)
+before = trodo.flush(10)
+limit = max(os.path.getsize(p) for p in glob.glob(store + "*")) + 100_000
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # no file of this process grows past it
+for i in range(1, 2001):
+    writer(i)
+after = trodo.flush(30)
+print(json.dumps({"before": before, "after": after, "stats": trodo.stats()}))
+"""
+
+
+def test_a_full_disk_costs_spans_counted_and_said_once_and_leaves_the_store_readable(tmp_path):
+    """Every write of the store and of the spool fails (a real process whose files may not grow,
+    a real SQLite file): the app keeps running, flush() says False, every span is counted (exported,
+    failed or dropped), the log says so once instead of once a batch, and the store stays whole."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    store = tmp_path / ".trodo" / "trodo.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = result["stats"]
+    assert result["before"] is True and result["after"] is False
+    assert stats["ended"] == 6 * 2001
+    assert stats["exported"] + stats["failed"] + stats["dropped"] == stats["ended"]
+    assert stats["failed"] + stats["dropped"] > 6 * 1000
+    lost_lines = [line for line in done.stderr.splitlines() if "could neither be spooled nor stored" in line]
+    failed_lines = [
+        line for line in done.stderr.splitlines() if "could not write spans to the local store" in line
+    ]
+    assert len(lost_lines) <= 1 and len(failed_lines) <= 1, done.stderr
+    assert lost_lines or failed_lines, done.stderr
+    conn = sqlite3.connect(store)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        first = conn.execute("SELECT span_count FROM runs WHERE name = 'writer' ORDER BY start_ns LIMIT 1")
+        assert first.fetchone() == (6,)
+    finally:
+        conn.close()

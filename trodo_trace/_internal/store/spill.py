@@ -27,6 +27,8 @@ from .writer import Batch, prepare
 logger = logging.getLogger("trodo_trace.store")
 
 SIGNAL = "traces"
+#: While spans keep being lost (the disk is full, say), the warning repeats at most this often.
+LOSS_WARNING_INTERVAL_S = 60.0
 
 
 class StoreSpill:
@@ -64,6 +66,8 @@ class StoreSpill:
         self.replayed = 0
         self.written_direct = 0
         self.dropped = 0
+        self._warned_at: float | None = None  # the last loss warning (monotonic seconds)
+        self._unwarned = 0  # spans lost since then, not yet in a warning
 
     def after_fork_in_child(self) -> None:
         self._init_state()
@@ -156,7 +160,23 @@ class StoreSpill:
             self.written_direct += len(batch)
         except Exception as exc:
             self.dropped += len(batch)
-            logger.warning("trodo_trace: %d spans could neither be spooled nor stored: %s", len(batch), exc)
+            self._warn_lost(len(batch), exc)
+
+    def _warn_lost(self, count: int, exc: Exception) -> None:
+        """One warning at the first loss, then at most one a minute with the count since (a full
+        disk fails every batch: the log says so once a minute, ``stats()`` counts every span)."""
+        self._unwarned += count
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < LOSS_WARNING_INTERVAL_S:
+            return
+        self._warned_at = now
+        logger.warning(
+            "trodo_trace: %d spans could neither be spooled nor stored (%d in all): %s",
+            self._unwarned,
+            self.dropped,
+            exc,
+        )
+        self._unwarned = 0
 
     # -- export worker -----------------------------------------------------------------------
     def idle(self) -> None:
