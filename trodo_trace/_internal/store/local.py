@@ -34,6 +34,7 @@ __all__ = [
     "StoreNotUnderstood",
     "StoreUnavailable",
     "each_alone",
+    "is_lock_error",
 ]
 
 logger = logging.getLogger("trodo_trace.store")
@@ -47,7 +48,7 @@ WAL_CHECKPOINT_PAGES = 2000
 T = TypeVar("T")
 
 
-def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+def is_lock_error(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
@@ -176,7 +177,7 @@ class LocalStore(Queries):
             try:
                 return action()
             except sqlite3.OperationalError as exc:
-                if not _is_lock_error(exc) or attempt == _LOCK_RETRIES - 1:
+                if not is_lock_error(exc) or attempt == _LOCK_RETRIES - 1:
                     raise
                 time.sleep(0.05 * (2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover

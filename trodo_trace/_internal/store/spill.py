@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .local import DATA_ERRORS, LocalStore
+from .local import DATA_ERRORS, LocalStore, is_lock_error
 from .writer import Batch, prepare
 
 logger = logging.getLogger("trodo_trace.store")
@@ -66,6 +67,7 @@ class StoreSpill:
         self.replayed = 0
         self.written_direct = 0
         self.dropped = 0
+        self._replay_error = False  # the last replay failed on something other than a lock
         self._warned_at: float | None = None  # the last loss warning (monotonic seconds)
         self._unwarned = 0  # spans lost since then, not yet in a warning
 
@@ -214,8 +216,13 @@ class StoreSpill:
                     claim.delete()
                     self.dropped += len(batch)
                     continue
-                except Exception:
-                    return False  # the store is unavailable now: the file stays for later
+                except Exception as exc:
+                    # The file stays for later. A store locked by another process past the
+                    # writer's retries is waited for; any other failure (a full disk) ends a flush.
+                    self._replay_error = not (
+                        isinstance(exc, sqlite3.OperationalError) and is_lock_error(exc)
+                    )
+                    return False
                 claim.delete()
                 self.replayed += len(batch)
         return not left
@@ -230,8 +237,9 @@ class StoreSpill:
         """Spool what is buffered, then write the spool into the store (calling thread)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         self._spill()
+        self._replay_error = False
         while not self.replay(deadline):
-            if time.monotonic() >= deadline:
+            if self._replay_error or time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
         return True
