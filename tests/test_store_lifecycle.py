@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import sqlite3
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -285,6 +286,43 @@ def test_burst_that_outruns_the_writer_spills_to_the_spool_and_every_span_is_sto
     assert count == 2400
     spool_dir = runtime.get().store_spill.spool.directory
     assert not list(spool_dir.glob("*.otlp"))
+
+
+@pytest.mark.serial  # a bounded wait on another connection's lock
+def test_flush_waits_for_a_locked_store_and_stats_count_every_waiting_span(tmp_path):
+    """Spans overflowing the queue while another connection holds the store's write lock for 4 s:
+    stats() counts every one while they wait, and flush() waits for the lock (unlike a full disk)
+    and stores them all."""
+    path = tmp_path / "locked.db"
+    trodo.init(store_path=str(path), max_queue_size=16, max_export_batch_size=16, schedule_delay_ms=20)
+    with LocalStore(path) as created:
+        created.open()
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(4.0, lambda: (blocker.execute("ROLLBACK"), blocker.close()))
+    try:
+        for _index in range(100):
+            trodo.wrap_agent("locked", lambda run: trodo.tool("t")(len)("x"))
+        # Queued, in flight, held by the spill or spooled: once the spill thread has had its turn,
+        # every waiting span is counted somewhere.
+        deadline = time.monotonic() + 3.0
+        while True:
+            waiting = trodo.stats()
+            counted = waiting["queue_depth"] + waiting["in_flight"] + waiting["spooled"]
+            if counted == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        release.start()
+        assert waiting["exported"] == 0 and counted == 200, waiting
+        assert trodo.flush(timeout=60)
+    finally:
+        if not release.is_alive() and not release.finished.is_set():
+            release.start()
+        release.join()
+    stats = trodo.stats()
+    assert stats["exported"] == stats["ended"] == 200 and stats["failed"] == stats["dropped"] == 0
+    with LocalStore(path) as store:
+        assert store._query("SELECT COUNT(*) FROM spans")[0][0] == 200
 
 
 FULL_DISK_SCRIPT = r"""
