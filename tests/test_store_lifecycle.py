@@ -379,14 +379,18 @@ def test_a_full_disk_costs_spans_counted_and_said_once_and_leaves_the_store_read
 
     store = tmp_path / ".trodo" / "trodo.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run(
-        [sys.executable, "-c", FULL_DISK_SCRIPT, str(store)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-    )
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script, str(store)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    done = run(FULL_DISK_SCRIPT)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     stats = result["stats"]
@@ -401,14 +405,7 @@ def test_a_full_disk_costs_spans_counted_and_said_once_and_leaves_the_store_read
     ]
     assert len(lost_lines) <= 1 and len(failed_lines) <= 1, done.stderr
     assert lost_lines or failed_lines, done.stderr
-    later = subprocess.run(
-        [sys.executable, "-c", AFTER_FULL_DISK_SCRIPT, str(store)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-    )
+    later = run(AFTER_FULL_DISK_SCRIPT)
     assert later.returncode == 0 and later.stdout.strip() == "True", later.stderr
     conn = sqlite3.connect(store)
     try:
