@@ -1,11 +1,16 @@
-"""The store's lifecycle: schema migrations, files it must not touch, closing, retention and a burst
-that outruns the writer (real SQLite files, the real runtime, real threads)."""
+"""The store's lifecycle: schema migrations, files it must not touch, closing, retention, a burst
+that outruns the writer, a locked store and a full disk (real SQLite files, the real runtime, real
+threads and processes)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -372,11 +377,6 @@ def test_a_full_disk_costs_spans_counted_and_said_once_and_leaves_the_store_read
     dropped), the log says so once instead of once a batch, and the store stays whole. What did reach
     the spool before its files stopped growing is stored by the next process on the store, and
     flush() returns False when the writes fail instead of retrying them until its deadline."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     store = tmp_path / ".trodo" / "trodo.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 

@@ -12,6 +12,7 @@ The spool is given (an object with ``put``, ``files`` and ``claim``: :class:`..e
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import secrets
@@ -30,6 +31,14 @@ logger = logging.getLogger("trodo_trace.store")
 SIGNAL = "traces"
 #: While spans keep being lost (the disk is full, say), the warning repeats at most this often.
 LOSS_WARNING_INTERVAL_S = 60.0
+
+
+class Replay(enum.Enum):
+    """How a :meth:`StoreSpill.replay` ended."""
+
+    DONE = "done"
+    AGAIN = "again"
+    FAILED = "failed"
 
 
 class StoreSpill:
@@ -67,7 +76,6 @@ class StoreSpill:
         self.replayed = 0
         self.written_direct = 0
         self.dropped = 0
-        self._replay_error = False  # the last replay failed on something other than a lock
         self._warned_at: float | None = None  # the last loss warning (monotonic seconds)
         self._unwarned = 0  # spans lost since then, not yet in a warning
 
@@ -190,16 +198,18 @@ class StoreSpill:
         self._next_scan = now + 5.0
         self.replay(now + self._replay_budget_s)
 
-    def replay(self, deadline: float) -> bool:
-        """Write spooled batches into the store until ``deadline``; ``True`` when none is left."""
+    def replay(self, deadline: float) -> Replay:
+        """Write spooled batches into the store until ``deadline``: ``DONE`` when none is left,
+        ``AGAIN`` when some are (a deadline, a file another writer holds, a locked store),
+        ``FAILED`` when the store could not take one for another reason (a full disk, say)."""
         try:
             files = [entry for entry in self.spool.files() if entry.signal == SIGNAL]
         except OSError:
-            return False
+            return Replay.AGAIN
         left = False
         for entry in files:
             if time.monotonic() >= deadline:
-                return False
+                return Replay.AGAIN
             with self.spool.claim(entry) as claim:
                 if claim is None:
                     left = left or entry.path.exists()  # another thread or process is writing it
@@ -216,16 +226,12 @@ class StoreSpill:
                     claim.delete()
                     self.dropped += len(batch)
                     continue
-                except Exception as exc:
-                    # The file stays for later. A store locked by another process past the
-                    # writer's retries is waited for; any other failure (a full disk) ends a flush.
-                    self._replay_error = not (
-                        isinstance(exc, sqlite3.OperationalError) and is_lock_error(exc)
-                    )
-                    return False
+                except Exception as exc:  # the file stays for later
+                    locked = isinstance(exc, sqlite3.OperationalError) and is_lock_error(exc)
+                    return Replay.AGAIN if locked else Replay.FAILED
                 claim.delete()
                 self.replayed += len(batch)
-        return not left
+        return Replay.AGAIN if left else Replay.DONE
 
     def abandon(self, items: Sequence[Any]) -> None:
         """Shutdown leftovers of the pipeline: spooled, for the next process on this store."""
@@ -237,9 +243,10 @@ class StoreSpill:
         """Spool what is buffered, then write the spool into the store (calling thread)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         self._spill()
-        self._replay_error = False
-        while not self.replay(deadline):
-            if self._replay_error or time.monotonic() >= deadline:
+        # A store locked by another process past the writer's retries is waited for; any other
+        # failure (a full disk) ends the flush at once.
+        while (state := self.replay(deadline)) is not Replay.DONE:
+            if state is Replay.FAILED or time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
         return True
